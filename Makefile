@@ -1,0 +1,135 @@
+# Makefile - qrelay.  `make` builds src/qrelayd and src/qrelayctl;
+# `make run` installs what is missing, builds and runs in the foreground;
+# `make check` runs every test (unit tests and the integration suites
+# under AddressSanitizer and UBSan, the man page lint, a short fuzz run).
+# configure runs by itself the first time (config.mk is its output).
+
+-include config.mk
+
+# O: where objects and programs go. `make check` builds a second,
+# sanitized tree in obj-asan/ so the plain build stays untouched.
+O       ?= src
+SAN     ?=
+WARN     = -Wall -Wextra -Werror -Wformat -Werror=format-security -Wshadow \
+           -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+HARDEN   = -fstack-protector-strong -fPIE
+OPT     ?= -O2 -g
+ifeq ($(SAN),1)
+OPT      = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+HARDEN   = -fPIE
+endif
+PATHS    = -DQR_SYSCONFDIR='"$(sysconfdir)"' -DQR_DATADIR='"$(datadir)"' -DQR_LOCALSTATEDIR='"$(localstatedir)"'
+CFLAGS  ?=
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(OPT) $(HARDEN) $(WARN) $(PATHS) $(DEP_CFLAGS) $(CFLAGS)
+ifneq ($(SAN),1)
+ALL_CFLAGS += -D_FORTIFY_SOURCE=2
+endif
+LDFLAGS_ALL = -pie -Wl,-z,relro,-z,now $(OPT) $(LDFLAGS)
+LIBS_ALL = $(DEP_LIBS) -lpthread -lm
+
+# Library objects: everything but the two mains.
+LIB_SRCS = src/log.c src/util.c src/buf.c src/config.c src/proc.c src/shm.c \
+           src/http.c src/worker.c src/router.c src/static.c src/auth.c \
+           src/admin.c src/db.c src/logger.c src/refresher.c
+LIB_OBJS = $(LIB_SRCS:src/%.c=$(O)/%.o)
+HDRS     = $(wildcard src/*.h)
+
+UNIT_SRCS = $(wildcard tests/unit/test_*.c)
+UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
+
+.PHONY: all deps run check check-unit check-integration check-man fuzz bench \
+        install clean distclean
+all: $(O)/qrelayd $(O)/qrelayctl
+
+config.mk: configure.ac config.mk.in
+	@build-aux/deps.sh build
+	autoreconf -fi
+	./configure
+
+$(O)/.dir:
+	@mkdir -p $(O)/tests && touch $@
+
+# V=1 shows the commands.
+Q = $(if $(V),,@)
+$(O)/%.o: src/%.c $(HDRS) config.mk | $(O)/.dir
+	@$(if $(V),true,echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(O)/libqr.a: $(LIB_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(O)/qrelayd: $(O)/qrelayd.o $(O)/libqr.a
+	@$(if $(V),true,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(O)/qrelayctl: $(O)/qrelayctl.o $(O)/libqr.a
+	@$(if $(V),true,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(O)/tests/%: tests/unit/%.c $(O)/libqr.a $(HDRS)
+	@$(if $(V),true,echo "  CCLD    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -Isrc $(CRITERION_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
+		$(O)/libqr.a $(CRITERION_LIBS) $(LIBS_ALL)
+
+run: all
+	@mkdir -p var
+	NO_BROWSER=$${NO_BROWSER:-1} ./$(O)/qrelayd -d -f etc/qrelayd.conf
+
+# The test suites run against the sanitized build.
+check:
+	@build-aux/deps.sh check
+	$(MAKE) config.mk
+	$(MAKE) all
+	$(MAKE) O=obj-asan SAN=1 all unit-bins
+	$(MAKE) check-man
+	$(MAKE) O=obj-asan SAN=1 check-unit
+	$(MAKE) O=obj-asan SAN=1 check-integration
+	$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-20}
+
+unit-bins: $(UNIT_BINS)
+
+check-unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do \
+		echo "== $$t"; \
+		ASAN_OPTIONS=detect_leaks=1 $$t --jobs 1 || fail=1; \
+	done; exit $$fail
+
+check-integration: $(O)/qrelayd $(O)/qrelayctl
+	QRELAYD=$(O)/qrelayd QRELAYCTL=$(O)/qrelayctl python3 tests/integration/run.py
+
+check-man:
+	@for m in man/*.[58]; do mandoc -Tlint -W warning $$m || exit 1; done; echo "man pages: mandoc -Tlint clean"
+
+# libFuzzer targets beside the parsers; FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+FUZZ_CC = clang
+FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $(DEP_CFLAGS)
+fuzz: obj-fuzz/fuzz_http
+	@mkdir -p obj-fuzz/corpus-http
+	obj-fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+		obj-fuzz/corpus-http tests/fuzz/seeds-http
+
+obj-fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c src/buf.c src/util.c $(HDRS)
+	@mkdir -p obj-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_http.c src/http.c src/buf.c src/util.c $(DEP_LIBS)
+
+bench: all
+	@build-aux/deps.sh bench
+	tests/bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(sysconfdir) $(DESTDIR)$(mandir)/man5 \
+		$(DESTDIR)$(mandir)/man8 $(DESTDIR)$(datadir)/qrelay/www $(DESTDIR)$(datadir)/qrelay/rc
+	install -m 755 $(O)/qrelayd $(O)/qrelayctl $(DESTDIR)$(sbindir)/
+	test -e $(DESTDIR)$(sysconfdir)/qrelayd.conf || \
+		install -m 600 etc/qrelayd.conf $(DESTDIR)$(sysconfdir)/qrelayd.conf
+	install -m 644 man/qrelayd.conf.5 $(DESTDIR)$(mandir)/man5/
+	install -m 644 man/qrelayd.8 man/qrelayctl.8 $(DESTDIR)$(mandir)/man8/
+	cp -R www/. $(DESTDIR)$(datadir)/qrelay/www/
+	install -m 644 rc/* $(DESTDIR)$(datadir)/qrelay/rc/
+
+clean:
+	rm -rf src/*.o src/libqr.a src/qrelayd src/qrelayctl src/tests src/.dir obj-asan obj-fuzz
+
+distclean: clean
+	rm -rf config.mk config.log config.status configure autom4te.cache aclocal.m4 build-aux/install-sh build-aux/compile build-aux/missing var

@@ -1,0 +1,815 @@
+/*
+ * admin.c - the /v2 admin API: login and sessions, status, client keys.
+ *
+ * Runs inside a worker, called by the router for every path under /v2/.
+ * It reads the shared table for live figures (processes, accounts, key
+ * usage) and uses the worker's own SQLite connection for what is durable
+ * (password hash, sessions, keys). A key added or deleted here goes to
+ * SQLite first and then to the shared table, so every worker honours the
+ * change on /v1 at once without a reload.
+ *
+ * Every route but login needs an admin session. Login is throttled in
+ * the shared table before the password is hashed: the hash costs tens of
+ * milliseconds of CPU, so refusing early also protects the workers.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "qrelayd.h"
+
+#define ADMIN_JSON_DEPTH	32
+#define ADMIN_PATH_MAX		128
+
+/* Login throttle: LOGIN_MAX_FAILS failures within LOGIN_WINDOW seconds
+ * lock logins for LOGIN_LOCK seconds, doubled for each further lockout
+ * in the window. sh_login_failures holds the attempts since the last
+ * lockout in its low byte and the lockouts in the window above it. */
+#define LOGIN_MAX_FAILS		5
+#define LOGIN_WINDOW		900
+#define LOGIN_LOCK		60
+#define LOGIN_LOCK_SHIFT_MAX	4	/* 60 s .. 16 min */
+#define LOGIN_TRIES(v)		((v) & 0xff)
+#define LOGIN_LOCKS(v)		((v) >> 8)
+
+#define ADMIN_NEW_PW_MIN	8
+
+#define M(m)			(1u << (m))
+
+enum admin_route { R_LOGIN, R_LOGOUT, R_PASSWORD, R_STATUS, R_KEYS, R_KEY };
+
+struct admin_req {
+	struct conn	*ar_c;
+	const char	*ar_token;	/* the session's, NULL on login */
+	size_t		 ar_token_len;
+	const char	*ar_arg;	/* ":id" of the path, NUL-terminated */
+};
+
+static void	admin_login(struct admin_req *);
+static void	admin_logout(struct admin_req *);
+static void	admin_password(struct admin_req *);
+static void	admin_status(struct admin_req *);
+static void	admin_keys_list(struct admin_req *);
+static void	admin_keys_add(struct admin_req *);
+static void	admin_keys_delete(struct admin_req *);
+
+static const struct admin_path {
+	const char	*ap_path;	/* a trailing '/' takes one ":id" */
+	int		 ap_route;
+	unsigned	 ap_methods;
+	const char	*ap_allow;
+	int		 ap_session;	/* needs an admin session */
+} admin_paths[] = {
+	{ "/v2/auth/login", R_LOGIN, M(HTTP_POST), "POST", 0 },
+	{ "/v2/auth/logout", R_LOGOUT, M(HTTP_POST), "POST", 1 },
+	{ "/v2/auth/password", R_PASSWORD, M(HTTP_PUT), "PUT", 1 },
+	{ "/v2/status", R_STATUS, M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD", 1 },
+	{ "/v2/keys", R_KEYS, M(HTTP_GET) | M(HTTP_HEAD) | M(HTTP_POST),
+	    "GET, HEAD, POST", 1 },
+	{ "/v2/keys/", R_KEY, M(HTTP_DELETE), "DELETE", 1 },
+};
+
+static void
+admin_oom(struct conn *c)
+{
+	router_error_hdr(c, 500, "internal_error", "out of memory", NULL);
+}
+
+static void
+admin_dberr(struct conn *c)
+{
+	router_error_hdr(c, 500, "internal_error", "database error", NULL);
+}
+
+/* ISO 8601 UTC, or JSON null for 0 ("never"). */
+static struct json_object *
+admin_time(int64_t t)
+{
+	struct tm	 tm;
+	time_t		 tt = (time_t)t;
+	char		 s[32];
+
+	if (t <= 0 || gmtime_r(&tt, &tm) == NULL)
+		return NULL;
+	strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_object_new_string(s);
+}
+
+static int
+admin_header_is(struct conn *c, const char *name, const char *pfx, size_t n,
+    const char *host, size_t hlen)
+{
+	const struct http_hdr	*h;
+
+	if ((h = http_header(c->co_req, name)) == NULL)
+		return 0;
+	return h->h_value_len == n + hlen &&
+	    strncasecmp(h->h_value, pfx, n) == 0 &&
+	    strncasecmp(h->h_value + n, host, hlen) == 0;
+}
+
+/*
+ * CSRF: a browser names the page's origin on cross-site requests. The
+ * console is served by this daemon, so its origin is our own Host. A
+ * non-browser client sends no Origin and is let through.
+ */
+static int
+admin_origin_ok(struct conn *c)
+{
+	const struct http_hdr	*host;
+
+	if (http_header(c->co_req, "origin") == NULL)
+		return 1;
+	if ((host = http_header(c->co_req, "host")) == NULL ||
+	    host->h_value_len == 0)
+		return 0;
+	return admin_header_is(c, "origin", "http://", 7, host->h_value,
+	    host->h_value_len) ||
+	    admin_header_is(c, "origin", "https://", 8, host->h_value,
+	    host->h_value_len);
+}
+
+static int
+admin_is_json(struct conn *c)
+{
+	const struct http_hdr	*h;
+	size_t			 n;
+
+	if ((h = http_header(c->co_req, "content-type")) == NULL)
+		return 0;
+	for (n = 0; n < h->h_value_len && h->h_value[n] != ';' &&
+	    h->h_value[n] != ' ' && h->h_value[n] != '\t'; n++)
+		;
+	return strcaseeq_n(h->h_value, n, "application/json");
+}
+
+/* The request body as a JSON object, or NULL after answering 400. */
+static struct json_object *
+admin_body(struct conn *c)
+{
+	struct json_tokener	*tok;
+	struct json_object	*o = NULL;
+	enum json_tokener_error	 err;
+	const char		*p = buf_unread(&c->co_body);
+	size_t			 n = buf_unread_len(&c->co_body), end;
+	char			 msg[160];
+
+	if (n == 0) {
+		router_error_hdr(c, 400, "invalid_request", "a JSON body is required",
+		    NULL);
+		return NULL;
+	}
+	if (n > INT_MAX || (tok = json_tokener_new_ex(ADMIN_JSON_DEPTH)) ==
+	    NULL) {
+		admin_oom(c);
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, p, (int)n);
+	err = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (err == json_tokener_continue)
+		snprintf(msg, sizeof(msg), "invalid JSON: unexpected end");
+	else if (err != json_tokener_success)
+		snprintf(msg, sizeof(msg), "invalid JSON: %s",
+		    json_tokener_error_desc(err));
+	else {
+		while (end < n && strchr(" \t\r\n", p[end]) != NULL &&
+		    p[end] != '\0')
+			end++;
+		if (end < n)
+			snprintf(msg, sizeof(msg), "invalid JSON: data after "
+			    "the value at offset %zu", end);
+		else if (!json_object_is_type(o, json_type_object))
+			snprintf(msg, sizeof(msg), "the body must be a JSON "
+			    "object");
+		else
+			return o;
+	}
+	json_object_put(o);
+	router_error_hdr(c, 400, "invalid_request", msg, NULL);
+	return NULL;
+}
+
+/* A string member of o, or NULL after answering 400. */
+static const char *
+admin_str(struct conn *c, struct json_object *o, const char *name)
+{
+	struct json_object	*v;
+	char			 msg[96];
+
+	if (json_object_object_get_ex(o, name, &v) &&
+	    json_object_is_type(v, json_type_string)) {
+		/* a NUL inside the string would cut it short: refuse it */
+		if (strlen(json_object_get_string(v)) ==
+		    (size_t)json_object_get_string_len(v))
+			return json_object_get_string(v);
+		snprintf(msg, sizeof(msg), "\"%s\" must not contain NUL", name);
+	} else
+		snprintf(msg, sizeof(msg), "\"%s\" must be a string", name);
+	router_error_hdr(c, 400, "invalid_request", msg, NULL);
+	return NULL;
+}
+
+/* ---- login throttle ---- */
+
+/* 0: go ahead and hash; -1: refused, *retry = seconds to wait. */
+static int
+admin_throttle_begin(int64_t now, int64_t *retry, int32_t *ticket)
+{
+	struct shm_hdr	*h = qr_shm->shm_hdr;
+	int64_t		 ws, until;
+	int32_t		 v;
+
+	ws = atomic_load(&h->sh_login_window_start);
+	if (now - ws >= LOGIN_WINDOW &&
+	    atomic_compare_exchange_strong(&h->sh_login_window_start, &ws, now))
+		atomic_store(&h->sh_login_failures, 0);
+	until = atomic_load(&h->sh_login_fail_until);
+	if (now < until) {
+		*retry = until - now;
+		return -1;
+	}
+	/* Count the attempt before hashing: concurrent guesses share the
+	 * same LOGIN_MAX_FAILS, they do not each get a fresh allowance. */
+	v = atomic_fetch_add(&h->sh_login_failures, 1) + 1;
+	if (LOGIN_TRIES(v) > LOGIN_MAX_FAILS) {
+		atomic_fetch_sub(&h->sh_login_failures, 1);
+		*retry = 1;
+		return -1;
+	}
+	*ticket = v;
+	return 0;
+}
+
+static void
+admin_throttle_end(int64_t now, int32_t ticket, int ok, const char *peer)
+{
+	struct shm_hdr	*h = qr_shm->shm_hdr;
+	int32_t		 locks;
+	int64_t		 secs;
+
+	if (ok) {
+		atomic_store(&h->sh_login_failures, 0);
+		atomic_store(&h->sh_login_fail_until, 0);
+		return;
+	}
+	if (LOGIN_TRIES(ticket) < LOGIN_MAX_FAILS)
+		return;
+	locks = LOGIN_LOCKS(ticket);
+	secs = (int64_t)LOGIN_LOCK << (locks < LOGIN_LOCK_SHIFT_MAX ? locks :
+	    LOGIN_LOCK_SHIFT_MAX);
+	atomic_store(&h->sh_login_fail_until, now + secs);
+	atomic_store(&h->sh_login_failures, (locks + 1) << 8);
+	log_warnx("admin login locked for %lld s after %d failures (last "
+	    "from %s)", (long long)secs, LOGIN_MAX_FAILS, peer);
+}
+
+static void
+admin_throttled(struct conn *c, int64_t retry)
+{
+	char	 hdr[48];
+
+	snprintf(hdr, sizeof(hdr), "Retry-After: %lld\r\n", (long long)retry);
+	router_error_hdr(c, 429, "rate_limited",
+	    "too many failed password attempts; try again later", hdr);
+}
+
+/* Checks pw against the stored hash under the throttle: 1 match, 0 no
+ * match, -1 when it has already answered (throttled or an error). */
+static int
+admin_check_password(struct conn *c, const char *pw)
+{
+	char	 hash[AUTH_HASH_MAX];
+	int64_t	 now = now_wall(), retry;
+	int32_t	 ticket;
+	int	 r;
+
+	if (admin_throttle_begin(now, &retry, &ticket) == -1) {
+		admin_throttled(c, retry);
+		return -1;
+	}
+	r = db_setting_get(qr_wctx->wc_db, AUTH_PASSWORD_SETTING, hash,
+	    sizeof(hash));
+	if (r == 1)
+		r = auth_password_verify(pw, hash);
+	else
+		r = -1;
+	explicit_bzero(hash, sizeof(hash));
+	if (r == -1) {
+		/* not the client's fault: give the attempt back */
+		atomic_fetch_sub(&qr_shm->shm_hdr->sh_login_failures, 1);
+		log_warnx("%s: no usable admin password hash", __func__);
+		router_error_hdr(c, 500, "internal_error",
+		    "the admin password cannot be checked", NULL);
+		return -1;
+	}
+	admin_throttle_end(now_wall(), ticket, r == 1, c->co_peer_text);
+	return r;
+}
+
+/* ---- handlers ---- */
+
+static void
+admin_login(struct admin_req *ar)
+{
+	struct conn		*c = ar->ar_c;
+	struct json_object	*body, *o = NULL;
+	const char		*pw;
+	char			 token[AUTH_TOKEN_LEN + 1], hdr[256];
+	int64_t			 expires;
+	int			 r;
+
+	if ((body = admin_body(c)) == NULL)
+		return;
+	if ((pw = admin_str(c, body, "password")) == NULL)
+		goto done;
+	if ((r = admin_check_password(c, pw)) == -1)
+		goto done;
+	if (r == 0) {
+		log_info("failed admin login from %s", c->co_peer_text);
+		router_error_hdr(c, 401, "unauthorized", "wrong password", NULL);
+		goto done;
+	}
+	if (auth_session_create(qr_wctx->wc_db, c->co_peer_text, token,
+	    sizeof(token), &expires) == -1) {
+		admin_dberr(c);
+		goto done;
+	}
+	log_info("admin login from %s", c->co_peer_text);
+	if ((o = json_object_new_object()) == NULL) {
+		admin_oom(c);
+		goto done;
+	}
+	json_object_object_add(o, "token", json_object_new_string(token));
+	json_object_object_add(o, "expiresAt", admin_time(expires));
+	snprintf(hdr, sizeof(hdr), "Set-Cookie: %s=%s; HttpOnly; "
+	    "SameSite=Strict; Path=/; Max-Age=%d\r\n"
+	    "Cache-Control: no-store\r\n", AUTH_COOKIE, token,
+	    AUTH_SESSION_TTL);
+	conn_respond_json(c, 200, o, hdr);
+ done:
+	explicit_bzero(token, sizeof(token));
+	explicit_bzero(hdr, sizeof(hdr));
+	json_object_put(body);
+}
+
+static void
+admin_logout(struct admin_req *ar)
+{
+	if (auth_session_delete(qr_wctx->wc_db, ar->ar_token,
+	    ar->ar_token_len) == -1) {
+		admin_dberr(ar->ar_c);
+		return;
+	}
+	conn_respond(ar->ar_c, 204, NULL, NULL, 0, "Set-Cookie: " AUTH_COOKIE
+	    "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0\r\n");
+}
+
+static void
+admin_password(struct admin_req *ar)
+{
+	struct conn		*c = ar->ar_c;
+	struct json_object	*body;
+	const char		*old, *new;
+	char			 hash[AUTH_HASH_MAX];
+	sqlite3			*db = qr_wctx->wc_db;
+	size_t			 n;
+	int			 r;
+
+	if ((body = admin_body(c)) == NULL)
+		return;
+	if ((old = admin_str(c, body, "old")) == NULL ||
+	    (new = admin_str(c, body, "new")) == NULL)
+		goto done;
+	if ((n = strlen(new)) < ADMIN_NEW_PW_MIN || n > AUTH_PASSWORD_MAX) {
+		router_error_hdr(c, 400, "invalid_request", "the new password must "
+		    "be 8 to 511 bytes long", NULL);
+		goto done;
+	}
+	if ((r = admin_check_password(c, old)) == -1)
+		goto done;
+	if (r == 0) {
+		log_info("admin password change with a wrong password from %s",
+		    c->co_peer_text);
+		router_error_hdr(c, 403, "forbidden", "the old password is wrong",
+		    NULL);
+		goto done;
+	}
+	if (auth_password_hash(new, hash, sizeof(hash)) == -1) {
+		router_error_hdr(c, 500, "internal_error", "cannot hash the password",
+		    NULL);
+		goto done;
+	}
+	/* One transaction: the new password never coexists with sessions
+	 * opened under the old one (but this one stays open). */
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		goto dberr;
+	if (db_setting_set(db, AUTH_PASSWORD_SETTING, hash) == -1 ||
+	    auth_session_delete_others(db, ar->ar_token, ar->ar_token_len) ==
+	    -1 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		goto dberr;
+	}
+	log_info("admin password changed from %s", c->co_peer_text);
+	conn_respond(c, 204, NULL, NULL, 0, NULL);
+	goto done;
+ dberr:
+	admin_dberr(c);
+ done:
+	explicit_bzero(hash, sizeof(hash));
+	json_object_put(body);
+}
+
+static const char *
+admin_role(int32_t role)
+{
+	switch (role) {
+	case ROLE_MASTER:
+		return "master";
+	case ROLE_WORKER:
+		return "worker";
+	case ROLE_REFRESHER:
+		return "refresher";
+	case ROLE_LOGGER:
+		return "logger";
+	default:
+		return "unknown";
+	}
+}
+
+static void
+admin_add_int(struct json_object *o, const char *k, int64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+static struct json_object *
+admin_status_procs(uint64_t sums[3])
+{
+	struct json_object	*a, *p;
+	struct shm_proc		*sp;
+	uint32_t		 i;
+	int32_t			 pid;
+
+	if ((a = json_object_new_array()) == NULL)
+		return NULL;
+	for (i = 0; i < qr_shm->shm_hdr->sh_max_procs; i++) {
+		sp = &qr_shm->shm_procs[i];
+		if ((pid = atomic_load(&sp->sp_pid)) == 0)
+			continue;
+		sums[0] += atomic_load(&sp->sp_requests);
+		sums[1] += atomic_load(&sp->sp_status_4xx);
+		sums[2] += atomic_load(&sp->sp_status_5xx);
+		if ((p = json_object_new_object()) == NULL)
+			continue;
+		admin_add_int(p, "pid", pid);
+		json_object_object_add(p, "role",
+		    json_object_new_string(admin_role(sp->sp_role)));
+		admin_add_int(p, "generation", sp->sp_gen);
+		json_object_object_add(p, "startedAt",
+		    admin_time(sp->sp_started));
+		admin_add_int(p, "restarts", atomic_load(&sp->sp_restarts));
+		json_object_object_add(p, "draining", json_object_new_boolean(
+		    atomic_load(&sp->sp_draining) != 0));
+		admin_add_int(p, "requests",
+		    (int64_t)atomic_load(&sp->sp_requests));
+		admin_add_int(p, "connections",
+		    atomic_load(&sp->sp_conns_active));
+		admin_add_int(p, "bytesIn",
+		    (int64_t)atomic_load(&sp->sp_bytes_in));
+		admin_add_int(p, "bytesOut",
+		    (int64_t)atomic_load(&sp->sp_bytes_out));
+		json_object_array_add(a, p);
+	}
+	return a;
+}
+
+static struct json_object *
+admin_status_accounts(void)
+{
+	static const char *const names[] = {
+		[ACCT_ENABLED] = "enabled", [ACCT_DISABLED] = "disabled",
+		[ACCT_COOLDOWN] = "cooldown", [ACCT_EXHAUSTED] = "exhausted",
+		[ACCT_SUSPENDED] = "suspended",
+		[ACCT_REFRESH_FAILED] = "refreshFailed",
+	};
+	struct json_object	*o;
+	int64_t			 count[nitems(names)] = { 0 }, total = 0;
+	uint32_t		 i, high;
+	int32_t			 st;
+
+	high = atomic_load(&qr_shm->shm_hdr->sh_accts_high);
+	for (i = 0; i < high && i < qr_shm->shm_hdr->sh_max_accounts; i++) {
+		st = atomic_load(&qr_shm->shm_accts[i].sa_state);
+		if (st <= ACCT_EMPTY || (size_t)st >= nitems(names))
+			continue;
+		count[st]++;
+		total++;
+	}
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	admin_add_int(o, "total", total);
+	for (i = 1; i < nitems(names); i++)
+		admin_add_int(o, names[i], count[i]);
+	return o;
+}
+
+static void
+admin_status(struct admin_req *ar)
+{
+	struct shm_hdr		*h = qr_shm->shm_hdr;
+	struct json_object	*o, *cnt;
+	uint64_t		 sums[3] = { 0, 0, 0 };
+	uint32_t		 i, high;
+	int64_t			 keys = 0;
+
+	if ((o = json_object_new_object()) == NULL ||
+	    (cnt = json_object_new_object()) == NULL) {
+		json_object_put(o);
+		admin_oom(ar->ar_c);
+		return;
+	}
+	json_object_object_add(o, "version", json_object_new_string(QR_VERSION));
+	admin_add_int(o, "uptime", now_wall() - h->sh_started);
+	json_object_object_add(o, "startedAt", admin_time(h->sh_started));
+	admin_add_int(o, "pid", atomic_load(&h->sh_master_pid));
+	json_object_object_add(o, "processes", admin_status_procs(sums));
+	json_object_object_add(o, "accounts", admin_status_accounts());
+	high = atomic_load(&h->sh_keys_high);
+	for (i = 0; i < high && i < h->sh_max_keys; i++)
+		if (atomic_load(&qr_shm->shm_keys[i].sk_used))
+			keys++;
+	admin_add_int(o, "keys", keys);
+	admin_add_int(cnt, "requests", (int64_t)sums[0]);
+	admin_add_int(cnt, "status4xx", (int64_t)sums[1]);
+	admin_add_int(cnt, "status5xx", (int64_t)sums[2]);
+	admin_add_int(cnt, "logWritten", (int64_t)atomic_load(&h->sh_log_written));
+	admin_add_int(cnt, "logDropped", (int64_t)atomic_load(&h->sh_log_dropped));
+	json_object_object_add(o, "counters", cnt);
+	conn_respond_json(ar->ar_c, 200, o, "Cache-Control: no-store\r\n");
+}
+
+/* The live use of key id in the shared table (the database lags). */
+static void
+admin_key_usage(int64_t id, int64_t *requests, int64_t *last_used)
+{
+	struct shm_key	*k;
+	uint32_t	 i, high;
+	int64_t		 t;
+
+	*requests = 0;
+	high = atomic_load(&qr_shm->shm_hdr->sh_keys_high);
+	for (i = 0; i < high && i < qr_shm->shm_hdr->sh_max_keys; i++) {
+		k = &qr_shm->shm_keys[i];
+		if (!atomic_load(&k->sk_used) || k->sk_id != id)
+			continue;
+		*requests = (int64_t)atomic_load(&k->sk_requests);
+		if ((t = atomic_load(&k->sk_last_used)) > *last_used)
+			*last_used = t;
+		return;
+	}
+}
+
+static int
+admin_keys_list_cb(const struct db_key *k, void *arg)
+{
+	struct json_object	*o;
+	int64_t			 requests, last = k->k_last_used;
+
+	if ((o = json_object_new_object()) == NULL)
+		return -1;
+	admin_key_usage(k->k_id, &requests, &last);
+	admin_add_int(o, "id", k->k_id);
+	json_object_object_add(o, "name", json_object_new_string(k->k_name));
+	json_object_object_add(o, "prefix", json_object_new_string(k->k_prefix));
+	json_object_object_add(o, "createdAt", admin_time(k->k_created));
+	json_object_object_add(o, "lastUsedAt", admin_time(last));
+	admin_add_int(o, "requests", requests);
+	return json_object_array_add(arg, o) == 0 ? 0 : -1;
+}
+
+static void
+admin_keys_list(struct admin_req *ar)
+{
+	struct json_object	*o, *a;
+
+	if ((o = json_object_new_object()) == NULL ||
+	    (a = json_object_new_array()) == NULL) {
+		json_object_put(o);
+		admin_oom(ar->ar_c);
+		return;
+	}
+	json_object_object_add(o, "keys", a);
+	if (db_key_list(qr_wctx->wc_db, admin_keys_list_cb, a) != 0) {
+		json_object_put(o);
+		admin_dberr(ar->ar_c);
+		return;
+	}
+	conn_respond_json(ar->ar_c, 200, o, "Cache-Control: no-store\r\n");
+}
+
+static int
+admin_key_name_ok(const char *s)
+{
+	size_t	 i, n = strlen(s);
+
+	if (n == 0 || n >= sizeof(((struct db_key *)0)->k_name))
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+static void
+admin_keys_add(struct admin_req *ar)
+{
+	struct conn		*c = ar->ar_c;
+	struct json_object	*body, *o;
+	const char		*name;
+	char			 key[64], prefix[SHM_KEY_PREFIX + 1];
+	unsigned char		 hash[32];
+	int64_t			 id;
+
+	if ((body = admin_body(c)) == NULL)
+		return;
+	if ((name = admin_str(c, body, "name")) == NULL)
+		goto done;
+	if (!admin_key_name_ok(name)) {
+		router_error_hdr(c, 400, "invalid_request", "\"name\" must be 1 to "
+		    "127 bytes without control characters", NULL);
+		goto done;
+	}
+	if (auth_key_generate(key, sizeof(key), hash, prefix) == -1) {
+		router_error_hdr(c, 500, "internal_error", "cannot make a key", NULL);
+		goto done;
+	}
+	if ((id = db_key_add(qr_wctx->wc_db, name, hash, prefix)) == -1) {
+		admin_dberr(c);
+		goto done;
+	}
+	if (shm_key_add(qr_shm, id, hash, prefix) == -1) {
+		/* A key that would not work until a reload is worse than
+		 * none: take it back. */
+		(void)db_key_delete(qr_wctx->wc_db, id);
+		router_error_hdr(c, 409, "limit_reached", "the key table is full "
+		    "(max_keys)", NULL);
+		goto done;
+	}
+	log_info("client key %lld (%s) added from %s", (long long)id, prefix,
+	    c->co_peer_text);
+	if ((o = json_object_new_object()) == NULL) {
+		admin_oom(c);
+		goto done;
+	}
+	admin_add_int(o, "id", id);
+	json_object_object_add(o, "name", json_object_new_string(name));
+	json_object_object_add(o, "key", json_object_new_string(key));
+	json_object_object_add(o, "prefix", json_object_new_string(prefix));
+	json_object_object_add(o, "createdAt", admin_time(now_wall()));
+	conn_respond_json(c, 201, o, "Cache-Control: no-store\r\n");
+ done:
+	explicit_bzero(key, sizeof(key));
+	json_object_put(body);
+}
+
+static void
+admin_keys_delete(struct admin_req *ar)
+{
+	const char	*s = ar->ar_arg;
+	char		*end;
+	long long	 id;
+	int		 r;
+
+	errno = 0;
+	id = strtoll(s, &end, 10);
+	if (*s < '1' || *s > '9' || *end != '\0' || errno != 0) {
+		router_error_hdr(ar->ar_c, 404, "not_found", "no such key", NULL);
+		return;
+	}
+	if ((r = db_key_delete(qr_wctx->wc_db, id)) == -1) {
+		admin_dberr(ar->ar_c);
+		return;
+	}
+	/* Also when the row was already gone: a stale slot must not live. */
+	(void)shm_key_remove(qr_shm, id);
+	if (r == 0) {
+		router_error_hdr(ar->ar_c, 404, "not_found", "no such key", NULL);
+		return;
+	}
+	log_info("client key %lld deleted from %s", id, ar->ar_c->co_peer_text);
+	conn_respond(ar->ar_c, 204, NULL, NULL, 0, NULL);
+}
+
+/* ---- dispatch ---- */
+
+static const struct admin_path *
+admin_match(const char *path, const char **arg)
+{
+	const struct admin_path	*ap;
+	size_t			 i, n;
+
+	for (i = 0; i < nitems(admin_paths); i++) {
+		ap = &admin_paths[i];
+		n = strlen(ap->ap_path);
+		if (ap->ap_path[n - 1] != '/') {
+			if (strcmp(path, ap->ap_path) == 0) {
+				*arg = NULL;
+				return ap;
+			}
+			continue;
+		}
+		if (strncmp(path, ap->ap_path, n) == 0 && path[n] != '\0' &&
+		    strchr(path + n, '/') == NULL) {
+			*arg = path + n;
+			return ap;
+		}
+	}
+	return NULL;
+}
+
+void
+admin_dispatch(struct conn *c)
+{
+	const struct http_req	*rq = c->co_req;
+	const struct admin_path	*ap;
+	struct admin_req	 ar;
+	char			 path[ADMIN_PATH_MAX], allow[64];
+	int			 r;
+
+	memset(&ar, 0, sizeof(ar));
+	ar.ar_c = c;
+	if (rq->rq_path_len >= sizeof(path) ||
+	    memchr(rq->rq_path, '\0', rq->rq_path_len) != NULL)
+		goto notfound;
+	memcpy(path, rq->rq_path, rq->rq_path_len);
+	path[rq->rq_path_len] = '\0';
+	if ((ap = admin_match(path, &ar.ar_arg)) == NULL)
+		goto notfound;
+	if (rq->rq_method <= HTTP_OTHER || rq->rq_method >= 32 ||
+	    (ap->ap_methods & M(rq->rq_method)) == 0) {
+		snprintf(allow, sizeof(allow), "Allow: %s\r\n", ap->ap_allow);
+		router_error_hdr(c, 405, "method_not_allowed",
+		    "method not allowed on this path", allow);
+		return;
+	}
+	/* Every state-changing /v2 route (login included: a forged login
+	 * would plant the attacker's session) must come from our origin. */
+	if (rq->rq_method != HTTP_GET && rq->rq_method != HTTP_HEAD &&
+	    !admin_origin_ok(c)) {
+		router_error_hdr(c, 403, "forbidden", "cross-origin request refused",
+		    NULL);
+		return;
+	}
+	if (ap->ap_session) {
+		ar.ar_token = auth_admin_token(c, &ar.ar_token_len);
+		r = ar.ar_token == NULL ? 0 : auth_session_check(qr_wctx->wc_db,
+		    ar.ar_token, ar.ar_token_len);
+		if (r == -1) {
+			admin_dberr(c);
+			return;
+		}
+		if (r == 0) {
+			router_error_hdr(c, 401, "unauthorized",
+			    "an admin session is required", NULL);
+			return;
+		}
+	}
+	if ((rq->rq_method == HTTP_POST || rq->rq_method == HTTP_PUT ||
+	    rq->rq_method == HTTP_PATCH) && buf_unread_len(&c->co_body) > 0 &&
+	    !admin_is_json(c)) {
+		router_error_hdr(c, 415, "unsupported_media_type",
+		    "the body must be application/json", NULL);
+		return;
+	}
+
+	switch (ap->ap_route) {
+	case R_LOGIN:
+		admin_login(&ar);
+		break;
+	case R_LOGOUT:
+		admin_logout(&ar);
+		break;
+	case R_PASSWORD:
+		admin_password(&ar);
+		break;
+	case R_STATUS:
+		admin_status(&ar);
+		break;
+	case R_KEYS:
+		if (rq->rq_method == HTTP_POST)
+			admin_keys_add(&ar);
+		else
+			admin_keys_list(&ar);
+		break;
+	case R_KEY:
+		admin_keys_delete(&ar);
+		break;
+	}
+	return;
+ notfound:
+	router_error_hdr(c, 404, "not_found", "no such endpoint", NULL);
+}

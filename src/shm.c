@@ -1,0 +1,499 @@
+/*
+ * shm.c - the shared table: one anonymous shared mapping the master
+ * creates before the first fork, so every child inherits it at the same
+ * address. It holds a header, one slot per process (counters), the
+ * account slots (access tokens the refresher publishes) and the client
+ * API key slots (hashes only).
+ *
+ * The slots are plain data, padded to cache lines, with no pointers.
+ * Concurrency, after Apache's scoreboard and Linux's seqlock.h:
+ *  - counters are C11 atomics, each with one writer where possible;
+ *  - writers of a slot's fields serialise on sh_lock, a process-shared
+ *    robust mutex: a holder that dies (kill -9) does not wedge the
+ *    others; the next locker gets EOWNERDEAD, marks the mutex consistent
+ *    and repairs any slot the dead holder left half-written;
+ *  - readers (workers on every request) never take the lock: each slot
+ *    has a sequence counter, odd while a write is in progress, and the
+ *    reader copies the slot between two reads of it, retrying a bounded
+ *    number of times (a writer that died mid-write leaves it odd until
+ *    the next locker repairs it, so an unbounded loop could spin for
+ *    ever).
+ *
+ * The master calls shm_recover() after reaping a child, so a slot the
+ * child left half-written is repaired at once, not at the next write.
+ */
+#include <sys/mman.h>
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qrelayd.h"
+
+#define SHM_ALIGN		64
+#define SHM_READ_TRIES		100	/* seqlock read attempts */
+#define SHM_ALIGN_UP(n)		(((n) + SHM_ALIGN - 1) & ~(size_t)(SHM_ALIGN - 1))
+
+struct shm		*qr_shm;
+
+static int		 shm_self_slot = -1;
+static struct shm_proc	 shm_dummy_proc;	/* counters go here when unset */
+
+static void	 shm_repair(struct shm *);
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/*
+ * Seqlock, as Linux's write_seqcount_begin/end: the writer (holding
+ * sh_lock, so there is only one) makes the sequence odd, orders that
+ * store before its data stores, writes, then publishes an even value
+ * with release semantics.
+ */
+static void
+seq_write_begin(_Atomic uint32_t *seq)
+{
+	uint32_t	 s = atomic_load_explicit(seq, memory_order_relaxed);
+
+	atomic_store_explicit(seq, s + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+}
+
+static void
+seq_write_end(_Atomic uint32_t *seq)
+{
+	uint32_t	 s = atomic_load_explicit(seq, memory_order_relaxed);
+
+	atomic_store_explicit(seq, s + 1, memory_order_release);
+}
+
+/* read_seqbegin: the sequence, or an odd value while a write runs. */
+static uint32_t
+seq_read_begin(_Atomic uint32_t *seq)
+{
+	return atomic_load_explicit(seq, memory_order_acquire);
+}
+
+/* read_seqretry: 1 when the copy made since begin may be torn. */
+static int
+seq_read_retry(_Atomic uint32_t *seq, uint32_t start)
+{
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(seq, memory_order_relaxed) != start;
+}
+
+int
+shm_create(struct shm *s, uint32_t max_accounts, uint32_t max_keys)
+{
+	pthread_mutexattr_t	 ma;
+	size_t			 off_procs, off_accts, off_keys, size;
+	void			*base;
+	int			 rv;
+
+	memset(s, 0, sizeof(*s));
+	if (max_accounts == 0 || max_accounts > 1000000 ||
+	    max_keys == 0 || max_keys > 1000000) {
+		errno = EINVAL;
+		return -1;
+	}
+	off_procs = SHM_ALIGN_UP(sizeof(struct shm_hdr));
+	off_accts = SHM_ALIGN_UP(off_procs +
+	    QR_MAX_PROCS * sizeof(struct shm_proc));
+	off_keys = SHM_ALIGN_UP(off_accts +
+	    (size_t)max_accounts * sizeof(struct shm_acct));
+	size = SHM_ALIGN_UP(off_keys + (size_t)max_keys * sizeof(struct shm_key));
+
+	/* anonymous and zero-filled: an all-zero slot is a free slot */
+	base = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return -1;
+
+	s->shm_base = base;
+	s->shm_size = size;
+	s->shm_hdr = base;
+	s->shm_procs = (struct shm_proc *)((char *)base + off_procs);
+	s->shm_accts = (struct shm_acct *)((char *)base + off_accts);
+	s->shm_keys = (struct shm_key *)((char *)base + off_keys);
+
+	s->shm_hdr->sh_magic = SHM_MAGIC;
+	s->shm_hdr->sh_layout = SHM_LAYOUT;
+	s->shm_hdr->sh_max_accounts = max_accounts;
+	s->shm_hdr->sh_max_keys = max_keys;
+	s->shm_hdr->sh_max_procs = QR_MAX_PROCS;
+	s->shm_hdr->sh_started = (int64_t)now_wall();
+	atomic_store(&s->shm_hdr->sh_master_pid, (int32_t)getpid());
+
+	if ((rv = pthread_mutexattr_init(&ma)) != 0)
+		goto fail;
+	if ((rv = pthread_mutexattr_setpshared(&ma,
+	    PTHREAD_PROCESS_SHARED)) != 0 ||
+	    (rv = pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST)) != 0 ||
+	    (rv = pthread_mutex_init(&s->shm_hdr->sh_lock, &ma)) != 0) {
+		pthread_mutexattr_destroy(&ma);
+		goto fail;
+	}
+	pthread_mutexattr_destroy(&ma);
+	qr_shm = s;
+	return 0;
+
+ fail:
+	munmap(base, size);
+	memset(s, 0, sizeof(*s));
+	errno = rv;
+	return -1;
+}
+
+void
+shm_destroy(struct shm *s)
+{
+	if (s->shm_base == NULL)
+		return;
+	/* The mutex is not destroyed: children may still map it. */
+	munmap(s->shm_base, s->shm_size);
+	if (qr_shm == s)
+		qr_shm = NULL;
+	memset(s, 0, sizeof(*s));
+}
+
+int
+shm_lock(struct shm *s)
+{
+	int	 rv;
+
+	rv = pthread_mutex_lock(&s->shm_hdr->sh_lock);
+	if (rv == 0)
+		return 0;
+	if (rv != EOWNERDEAD)
+		fatalx("%s: pthread_mutex_lock: %s", __func__, strerror(rv));
+	/*
+	 * The holder died inside a critical section. The mutex is ours
+	 * now; make it usable again, then repair what it protected.
+	 */
+	if ((rv = pthread_mutex_consistent(&s->shm_hdr->sh_lock)) != 0)
+		fatalx("%s: pthread_mutex_consistent: %s", __func__,
+		    strerror(rv));
+	shm_repair(s);
+	log_warnx("%s: the holder of the shared lock died; recovered",
+	    __func__);
+	return 1;
+}
+
+void
+shm_unlock(struct shm *s)
+{
+	int	 rv;
+
+	if ((rv = pthread_mutex_unlock(&s->shm_hdr->sh_lock)) != 0)
+		fatalx("%s: pthread_mutex_unlock: %s", __func__, strerror(rv));
+}
+
+int
+shm_recover(struct shm *s)
+{
+	int	 r;
+
+	r = shm_lock(s);
+	shm_unlock(s);
+	return r;
+}
+
+static void
+key_clear(struct shm_key *k)
+{
+	atomic_store_explicit(&k->sk_used, 0, memory_order_relaxed);
+	k->sk_id = 0;
+	memset(k->sk_hash, 0, sizeof(k->sk_hash));
+	memset(k->sk_prefix, 0, sizeof(k->sk_prefix));
+	atomic_store_explicit(&k->sk_requests, 0, memory_order_relaxed);
+	atomic_store_explicit(&k->sk_last_used, 0, memory_order_relaxed);
+}
+
+/*
+ * Called with sh_lock held after EOWNERDEAD. Only a writer holding the
+ * lock makes a sequence odd, so every odd sequence is a write the dead
+ * holder did not finish: we cannot tell how far it got, so the slot's
+ * protected fields are cleared (a key slot is freed and reloaded from
+ * SQLite on the next reload; an account loses its token and asks the
+ * refresher for a new one) and the sequence made even again.
+ */
+static void
+shm_repair(struct shm *s)
+{
+	struct shm_hdr	*h = s->shm_hdr;
+	uint32_t	 i, n, seq;
+
+	n = atomic_load(&h->sh_keys_high);
+	if (n > h->sh_max_keys) {
+		log_warnx("%s: key high mark %u out of range", __func__, n);
+		atomic_store(&h->sh_keys_high, h->sh_max_keys);
+	}
+	n = atomic_load(&h->sh_accts_high);
+	if (n > h->sh_max_accounts) {
+		log_warnx("%s: account high mark %u out of range", __func__, n);
+		atomic_store(&h->sh_accts_high, h->sh_max_accounts);
+	}
+
+	for (i = 0; i < h->sh_max_keys; i++) {
+		struct shm_key	*k = &s->shm_keys[i];
+
+		seq = atomic_load(&k->sk_seq);
+		if ((seq & 1) == 0)
+			continue;
+		log_warnx("%s: key slot %u was half-written; cleared",
+		    __func__, i);
+		key_clear(k);
+		atomic_store_explicit(&k->sk_seq, seq + 1,
+		    memory_order_release);
+	}
+	for (i = 0; i < h->sh_max_accounts; i++) {
+		struct shm_acct	*a = &s->shm_accts[i];
+
+		seq = atomic_load(&a->sa_seq);
+		if ((seq & 1) == 0)
+			continue;
+		log_warnx("%s: account slot %u was half-written; token "
+		    "dropped", __func__, i);
+		explicit_bzero(a->sa_token, sizeof(a->sa_token));
+		a->sa_expires = 0;
+		atomic_store_explicit(&a->sa_seq, seq + 1,
+		    memory_order_release);
+		atomic_fetch_add(&a->sa_token_gen, 1);
+		atomic_store(&a->sa_refresh_wanted, 1);
+	}
+}
+
+/*
+ * Copies account slot `slot` into out without blocking.
+ *
+ * The memcpy below may run while the refresher writes the slot: that is
+ * a data race in the C11 sense, as in every seqlock reader (Linux's
+ * included). It is harmless because the copy is thrown away unless the
+ * sequence was even and unchanged around it, and the fences order the
+ * copy between the two sequence loads. ASan/UBSan do not object; TSan
+ * would, and is not used on this code.
+ */
+int
+shm_acct_read(struct shm *s, uint32_t slot, struct shm_acct *out)
+{
+	struct shm_acct	*a;
+	uint32_t	 seq;
+	int		 tries;
+
+	if (slot >= s->shm_hdr->sh_max_accounts)
+		return -1;
+	a = &s->shm_accts[slot];
+	for (tries = 0; tries < SHM_READ_TRIES; tries++) {
+		seq = seq_read_begin(&a->sa_seq);
+		if (seq & 1) {
+			cpu_relax();
+			continue;
+		}
+		memcpy(out, a, sizeof(*out));
+		if (seq_read_retry(&a->sa_seq, seq)) {
+			cpu_relax();
+			continue;
+		}
+		/* the copy is consistent; the token is NUL-terminated */
+		out->sa_token[sizeof(out->sa_token) - 1] = '\0';
+		if (out->sa_id == 0 || out->sa_state == ACCT_EMPTY)
+			return -1;
+		return 0;
+	}
+	return -1;
+}
+
+void
+shm_acct_write_token(struct shm *s, uint32_t slot, const char *tok,
+    int64_t expires)
+{
+	struct shm_acct	*a;
+	size_t		 len = strlen(tok);
+
+	if (slot >= s->shm_hdr->sh_max_accounts) {
+		log_warnx("%s: slot %u out of range", __func__, slot);
+		return;
+	}
+	if (len >= sizeof(a->sa_token)) {
+		/* never publish a truncated token: publish none instead,
+		 * so workers ask for a refresh rather than fail upstream */
+		log_warnx("%s: slot %u: token of %zu bytes is too long",
+		    __func__, slot, len);
+		len = 0;
+		expires = 0;
+	}
+	a = &s->shm_accts[slot];
+	shm_lock(s);
+	seq_write_begin(&a->sa_seq);
+	memcpy(a->sa_token, tok, len);
+	explicit_bzero(a->sa_token + len, sizeof(a->sa_token) - len);
+	a->sa_expires = expires;
+	seq_write_end(&a->sa_seq);
+	/* after the seqlock, so a waiter that sees the new generation
+	 * reads the new token */
+	atomic_fetch_add_explicit(&a->sa_token_gen, 1, memory_order_release);
+	atomic_store(&a->sa_refresh_wanted, 0);
+	shm_unlock(s);
+}
+
+int
+shm_key_add(struct shm *s, int64_t id, const unsigned char hash[32],
+    const char *prefix)
+{
+	struct shm_hdr	*h = s->shm_hdr;
+	struct shm_key	*k;
+	uint32_t	 i, high, free_slot = UINT32_MAX;
+	int		 rv = -1;
+
+	shm_lock(s);
+	high = atomic_load(&h->sh_keys_high);
+	for (i = 0; i < high; i++) {
+		k = &s->shm_keys[i];
+		if (atomic_load(&k->sk_used)) {
+			if (k->sk_id == id) {	/* re-added: update in place */
+				free_slot = i;
+				break;
+			}
+		} else if (free_slot == UINT32_MAX)
+			free_slot = i;
+	}
+	if (free_slot == UINT32_MAX) {
+		if (high >= h->sh_max_keys)
+			goto done;
+		free_slot = high;
+	}
+	k = &s->shm_keys[free_slot];
+	seq_write_begin(&k->sk_seq);
+	if (!atomic_load_explicit(&k->sk_used, memory_order_relaxed) ||
+	    k->sk_id != id) {
+		atomic_store_explicit(&k->sk_requests, 0, memory_order_relaxed);
+		atomic_store_explicit(&k->sk_last_used, 0, memory_order_relaxed);
+	}
+	k->sk_id = id;
+	memcpy(k->sk_hash, hash, sizeof(k->sk_hash));
+	memset(k->sk_prefix, 0, sizeof(k->sk_prefix));
+	strlcpy_qr(k->sk_prefix, prefix != NULL ? prefix : "",
+	    sizeof(k->sk_prefix));
+	atomic_store_explicit(&k->sk_used, 1, memory_order_relaxed);
+	seq_write_end(&k->sk_seq);
+	/* publish the slot to scanners only once it is complete */
+	if (free_slot >= high)
+		atomic_store_explicit(&h->sh_keys_high, free_slot + 1,
+		    memory_order_release);
+	rv = 0;
+ done:
+	shm_unlock(s);
+	return rv;
+}
+
+int
+shm_key_remove(struct shm *s, int64_t id)
+{
+	struct shm_key	*k;
+	uint32_t	 i, high;
+	int		 rv = -1;
+
+	shm_lock(s);
+	high = atomic_load(&s->shm_hdr->sh_keys_high);
+	for (i = 0; i < high; i++) {
+		k = &s->shm_keys[i];
+		if (!atomic_load(&k->sk_used) || k->sk_id != id)
+			continue;
+		seq_write_begin(&k->sk_seq);
+		key_clear(k);
+		seq_write_end(&k->sk_seq);
+		rv = 0;
+		break;
+	}
+	shm_unlock(s);
+	return rv;
+}
+
+void
+shm_keys_clear(struct shm *s)
+{
+	struct shm_key	*k;
+	uint32_t	 i, high;
+
+	shm_lock(s);
+	high = atomic_load(&s->shm_hdr->sh_keys_high);
+	for (i = 0; i < high; i++) {
+		k = &s->shm_keys[i];
+		seq_write_begin(&k->sk_seq);
+		key_clear(k);
+		seq_write_end(&k->sk_seq);
+	}
+	atomic_store(&s->shm_hdr->sh_keys_high, 0);
+	shm_unlock(s);
+}
+
+/*
+ * The id of the key whose SHA-256 is hash, or -1. Lock-free: each slot
+ * is read under its seqlock (see shm_acct_read about the copy), and the
+ * hash is compared in constant time. A slot still contended after
+ * SHM_READ_TRIES reads is skipped: a key being rewritten at this very
+ * moment may fail once, which is better than a worker that blocks.
+ */
+int64_t
+shm_key_lookup(struct shm *s, const unsigned char hash[32])
+{
+	struct shm_key	*k;
+	unsigned char	 h[32];
+	int64_t		 id = -1;
+	uint32_t	 i, high, seq;
+	int		 used = 0, tries;
+
+	high = atomic_load_explicit(&s->shm_hdr->sh_keys_high,
+	    memory_order_acquire);
+	if (high > s->shm_hdr->sh_max_keys)
+		high = s->shm_hdr->sh_max_keys;
+	for (i = 0; i < high; i++) {
+		k = &s->shm_keys[i];
+		for (tries = 0; tries < SHM_READ_TRIES; tries++) {
+			seq = seq_read_begin(&k->sk_seq);
+			if (seq & 1) {
+				cpu_relax();
+				continue;
+			}
+			used = atomic_load_explicit(&k->sk_used,
+			    memory_order_relaxed);
+			id = k->sk_id;
+			memcpy(h, k->sk_hash, sizeof(h));
+			if (!seq_read_retry(&k->sk_seq, seq))
+				break;
+			cpu_relax();
+		}
+		if (tries == SHM_READ_TRIES || !used)
+			continue;
+		if (!ct_equal(h, hash, sizeof(h)))
+			continue;
+		atomic_fetch_add_explicit(&k->sk_requests, 1,
+		    memory_order_relaxed);
+		atomic_store_explicit(&k->sk_last_used, (int64_t)now_wall(),
+		    memory_order_relaxed);
+		return id;
+	}
+	return -1;
+}
+
+struct shm_proc *
+shm_proc_self(void)
+{
+	if (qr_shm == NULL || shm_self_slot < 0 ||
+	    shm_self_slot >= QR_MAX_PROCS)
+		return &shm_dummy_proc;
+	return &qr_shm->shm_procs[shm_self_slot];
+}
+
+void
+shm_proc_set_self(int slot)
+{
+	shm_self_slot = (slot >= 0 && slot < QR_MAX_PROCS) ? slot : -1;
+}

@@ -1,0 +1,226 @@
+/*
+ * util.c - small helpers shared by every process: clocks, descriptors,
+ * randomness, hashing, paths and the few string functions libc lacks.
+ */
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "qrelayd.h"
+
+int64_t
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+now_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+time_t
+now_wall(void)
+{
+	return time(NULL);
+}
+
+int
+set_nonblock(int fd)
+{
+	int	 fl;
+
+	if ((fl = fcntl(fd, F_GETFL)) == -1)
+		return -1;
+	return fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1 ? -1 : 0;
+}
+
+int
+set_cloexec(int fd)
+{
+	int	 fl;
+
+	if ((fl = fcntl(fd, F_GETFD)) == -1)
+		return -1;
+	return fcntl(fd, F_SETFD, fl | FD_CLOEXEC) == -1 ? -1 : 0;
+}
+
+int
+random_bytes(void *p, size_t n)
+{
+	unsigned char	*c = p;
+	ssize_t		 r;
+
+	while (n > 0) {
+		if ((r = getrandom(c, n, 0)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		c += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+void
+hex_encode(const unsigned char *in, size_t n, char *out)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	size_t			 i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
+int
+sha256_hex(const void *p, size_t n, char out[65])
+{
+	unsigned char	 md[32];
+	unsigned int	 mdlen = sizeof(md);
+
+	if (EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL) != 1)
+		return -1;
+	hex_encode(md, sizeof(md), out);
+	return 0;
+}
+
+int
+ct_equal(const void *a, const void *b, size_t n)
+{
+	return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+int
+mkdir_p(const char *path, mode_t mode)
+{
+	char	 tmp[PATH_MAX], *p;
+
+	if (strlcpy_qr(tmp, path, sizeof(tmp)) >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) == -1 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+int
+path_join(char *out, size_t outsz, const char *dir, const char *name)
+{
+	int	 n;
+
+	if (name[0] == '/' || dir[0] == '\0')
+		n = snprintf(out, outsz, "%s", name);
+	else
+		n = snprintf(out, outsz, "%s/%s", dir, name);
+	return (n < 0 || (size_t)n >= outsz) ? -1 : 0;
+}
+
+size_t
+strlcpy_qr(char *dst, const char *src, size_t dsize)
+{
+	size_t	 n = strlen(src);
+
+	if (dsize > 0) {
+		size_t	 c = n < dsize - 1 ? n : dsize - 1;
+		memcpy(dst, src, c);
+		dst[c] = '\0';
+	}
+	return n;
+}
+
+int
+strcaseeq_n(const char *s, size_t n, const char *lit)
+{
+	return strlen(lit) == n && strncasecmp(s, lit, n) == 0;
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decodes s into out (NUL-terminated). Refuses NUL bytes and bad
+ * escapes; returns the decoded length or -1. */
+int
+pct_decode(const char *s, size_t n, char *out, size_t outsz)
+{
+	size_t	 i, o = 0;
+	int	 hi, lo, c;
+
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)s[i];
+		if (c == '%') {
+			if (n - i < 3)
+				return -1;
+			if ((hi = hexval(s[i + 1])) == -1 ||
+			    (lo = hexval(s[i + 2])) == -1)
+				return -1;
+			c = hi << 4 | lo;
+			i += 2;
+		}
+		if (c == '\0' || o + 1 >= outsz)
+			return -1;
+		out[o++] = (char)c;
+	}
+	if (outsz == 0)
+		return -1;
+	out[o] = '\0';
+	return (int)o;
+}
+
+void
+fmt_rfc1123(time_t t, char out[40])
+{
+	struct tm	 tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 40, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+int
+json_reply_str(struct buf *b, struct json_object *o)
+{
+	size_t		 n;
+	const char	*s;
+
+	s = json_object_to_json_string_length(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+	if (s == NULL)
+		return -1;
+	return buf_append(b, s, n);
+}
