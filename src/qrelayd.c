@@ -202,6 +202,7 @@ main(int argc, char *argv[])
 	shm.shm_procs[0].sp_pid = getpid();
 	shm.shm_procs[0].sp_role = ROLE_MASTER;
 	shm.shm_procs[0].sp_started = now_wall();
+	shm.shm_procs[0].sp_gen = generation;
 	shm_proc_set_self(0);
 	proc_title_set("master");
 
@@ -517,9 +518,14 @@ reap(int stopping)
 		atomic_store(&shm.shm_procs[i].sp_pid, 0);
 		lived = (int)((now_ms() - ch->ch_started) / 1000);
 
-		if (WIFSIGNALED(status))
+		if (WIFSIGNALED(status)) {
 			log_warnx("%s %d killed by signal %d",
 			    role_names[ch->ch_role], (int)pid, WTERMSIG(status));
+			/* it may have died inside a write to the table */
+			if (shm_recover(&shm) == 1)
+				log_warnx("repaired shared table slots left "
+				    "half-written");
+		}
 		else if (WEXITSTATUS(status) != 0 || !ch->ch_stopping)
 			log_warnx("%s %d exited with status %d",
 			    role_names[ch->ch_role], (int)pid,
@@ -616,6 +622,7 @@ master_reload(void)
 	cf = ncf;
 	generation++;
 	atomic_store(&shm.shm_hdr->sh_generation, generation);
+	shm.shm_procs[0].sp_gen = generation;
 	master_reload_tables();
 	start_generation();
 	stop_children(generation, SIGTERM, ~0);

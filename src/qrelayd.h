@@ -157,7 +157,8 @@ int	 config_same_listen(const struct listen_addr *, const struct listen_addr *);
 /* ------------------------------------------------------------------ */
 /* proc.c: process titles, privilege drop, pid file, daemonising        */
 
-void	 proc_title_init(int argc, char **argv);
+void	 proc_title_init(int argc, char **argv);	/* first in main() */
+/* ps: "qrelayd: " + fmt; comm: "qrelayd-" + first word of fmt */
 void	 proc_title_set(const char *fmt, ...) QR_ATTR_PRINTF(1, 2);
 int	 proc_drop_privileges(const char *user);
 int	 proc_chown_for(const char *user, const char *path);

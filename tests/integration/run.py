@@ -119,7 +119,7 @@ def main(argv):
     filters = [a for a in argv if not a.startswith("-")]
     tests = [(m, f) for m, f in discover()
              if not filters or any(x in "%s.%s" % (m, f) for x in filters)]
-    for var in ("QRELAYD", "QRELAYCTL"):
+    for var in ("QRELAYD",):
         p = os.environ.get(var)
         if p and not os.access(p, os.X_OK):
             print("run.py: %s=%s is not an executable" % (var, p))

@@ -303,3 +303,40 @@ def test_many_connections_at_once():
     finally:
         for c in conns:
             c.close()
+
+
+def test_ipv6_and_two_listeners():
+    import socket
+    from qrtest import free_port, Conn
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+    except OSError:
+        from qrtest import Skip
+        raise Skip("no IPv6 loopback")
+    p6 = free_port()
+    d = Daemon(start=False)
+    d.top["listen"] = ["127.0.0.1:%d" % d.port, "[::1]:%d" % p6]
+    d.write_config()
+    d.start()
+    eq(d.get("/healthz").status, 200, "IPv4 listener")
+    c = Conn(p6, host="::1")
+    try:
+        c.send(build_request("GET", "/healthz", [("Host", "[::1]"),
+                                                 ("Connection", "close")]))
+        r = c.read_response()
+    finally:
+        c.close()
+    eq(r.status, 200, "IPv6 listener [::1]:%d" % p6)
+
+
+def test_metrics_endpoint():
+    d = Daemon()
+    d.get("/healthz")
+    r = d.get("/metrics")
+    eq(r.status, 200, "GET /metrics")
+    check((r.header("Content-Type") or "").startswith("text/plain"),
+          "/metrics Content-Type %r" % r.header("Content-Type"))
+    check(b"# TYPE" in r.body or b"# HELP" in r.body,
+          "/metrics is not Prometheus text: %r" % r.body[:200])

@@ -3,6 +3,7 @@ other workers keep serving, workers = 0, and the privilege drop."""
 
 import os
 import pwd
+import re
 import signal
 import time
 
@@ -126,3 +127,21 @@ def test_privilege_drop_to_nobody():
     # it still writes its database (logger, admin login)
     tok = d.login()
     eq(d.admin("GET", "/v2/status", tok).status, 200, "/v2/status as nobody")
+
+
+def test_repeated_crashes_still_repaired():
+    """A worker that keeps dying is restarted each time (with backoff),
+    and the daemon keeps serving through it."""
+    d = Daemon(workers=2)
+    d.wait_roles()
+    for i in range(4):
+        victim = d.workers_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(d.workers_pids()) == 2 and
+                 victim not in d.workers_pids(), 15,
+                 what="worker replaced after crash %d" % (i + 1))
+        eq(d.get("/healthz").status, 200, "/healthz after crash %d" % (i + 1))
+    check(d.running(), "master gave up")
+    log = d.log()
+    n = len(re.findall(r"worker \d+ .*(?:killed|died|exited|signal)", log))
+    check(n >= 4, "only %d of 4 crashes logged" % n)

@@ -207,7 +207,8 @@ on_alarm(int sig)
 {
 	static const char msg[] = "logger_send blocked\n";
 
-	(void)write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) == -1)
+		_exit(98);
 	_exit(99);
 }
 
