@@ -72,8 +72,7 @@ $(O)/tests/%: tests/unit/%.c $(O)/libqr.a $(HDRS)
 		$(O)/libqr.a $(CRITERION_LIBS) $(LIBS_ALL)
 
 run: all
-	@mkdir -p var
-	NO_BROWSER=$${NO_BROWSER:-1} ./$(O)/qrelayd -d -f etc/qrelayd.conf
+	./$(O)/qrelayd -d -f etc/qrelayd.conf
 
 # The test suites run against the sanitized build.
 check:

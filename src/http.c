@@ -24,10 +24,8 @@
 #define C_TOKEN		0x01	/* tchar (RFC 9110 5.6.2) */
 #define C_VALUE		0x02	/* field-vchar, SP, HTAB */
 #define C_TARGET	0x04	/* request-target bytes: no CTL, no SP */
-#define C_HEX		0x08
 
 #define TOK		(C_TOKEN | C_VALUE | C_TARGET)
-#define HEX		(C_HEX | TOK)
 #define VT		(C_VALUE | C_TARGET)
 
 static const unsigned char http_ctab[256] = {
@@ -35,10 +33,10 @@ static const unsigned char http_ctab[256] = {
 	['!'] = TOK, ['"'] = VT, ['#'] = TOK, ['$'] = TOK, ['%'] = TOK,
 	['&'] = TOK, ['\''] = TOK, ['('] = VT, [')'] = VT, ['*'] = TOK,
 	['+'] = TOK, [','] = VT, ['-'] = TOK, ['.'] = TOK, ['/'] = VT,
-	['0' ... '9'] = HEX, [':' ... '@'] = VT,
-	['A' ... 'F'] = HEX, ['G' ... 'Z'] = TOK,
+	['0' ... '9'] = TOK, [':' ... '@'] = VT,
+	['A' ... 'Z'] = TOK,
 	['['] = VT, ['\\'] = VT, [']'] = VT, ['^'] = TOK, ['_'] = TOK,
-	['`'] = TOK, ['a' ... 'f'] = HEX, ['g' ... 'z'] = TOK,
+	['`'] = TOK, ['a' ... 'z'] = TOK,
 	['{'] = VT, ['|'] = TOK, ['}'] = VT, ['~'] = TOK,
 	[0x80 ... 0xff] = VT,	/* obs-text */
 };

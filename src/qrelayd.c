@@ -50,6 +50,7 @@ static const char	*role_names[] = { "none", "master", "worker",
 			    "refresher", "logger" };
 
 static void		 usage(void) QR_ATTR_NORETURN;
+static void		 open_browser(void);
 static int		 listeners_open(struct config *, struct config *);
 static void		 listeners_close_unused(struct config *, struct config *);
 static int		 spawn(int slot);
@@ -61,6 +62,30 @@ static int		 master_reload(void);
 static void		 master_reload_tables(void);
 static int		 prepare_storage(struct config *, int print_password);
 static void		 master_shutdown(int fast);
+
+/*
+ * In the foreground on a desktop, open the console the way the system we
+ * re-create does; NO_BROWSER (or no display) says not to.
+ */
+static void
+open_browser(void)
+{
+	char	 url[128];
+
+	if (cf->cf_no_browser || cf->cf_nlisten == 0 ||
+	    (getenv("DISPLAY") == NULL && getenv("WAYLAND_DISPLAY") == NULL))
+		return;
+	snprintf(url, sizeof(url), "http://%s/", cf->cf_listen[0].la_text);
+	switch (fork()) {
+	case -1:
+		log_warn("open browser");
+		return;
+	case 0:
+		execlp("xdg-open", "xdg-open", url, (char *)NULL);
+		_exit(127);
+	}
+	/* reaped with the other children; not in the table, so ignored */
+}
 
 static void
 usage(void)
@@ -208,8 +233,11 @@ main(int argc, char *argv[])
 
 	start_generation();
 	for (i = 0; i < cf->cf_nlisten; i++)
-		log_info("ready: listening on %s (%d workers)",
-		    cf->cf_listen[i].la_text, cf->cf_workers);
+		log_info("ready: listening on %s (%d workers), console at "
+		    "http://%s/", cf->cf_listen[i].la_text, cf->cf_workers,
+		    cf->cf_listen[i].la_text);
+	if (foreground)
+		open_browser();
 
 	for (;;) {
 		/* Sleep until a signal or the next pending respawn. */
