@@ -666,6 +666,35 @@ def cleanup_all():
             pass
 
 
+SANITIZER_RX = re.compile(r"ERROR: (?:AddressSanitizer|LeakSanitizer)|"
+                          r"runtime error:|WARNING: ThreadSanitizer|"
+                          r"==\d+==ERROR")
+
+
+def finish_all():
+    """Stop every daemon still running gracefully, then look for
+    sanitizer reports and bad exit statuses.  Returns a list of
+    problems (strings)."""
+    problems = []
+    for d in _daemons:
+        if d.proc is None:
+            continue
+        if d.proc.poll() is None:
+            for pid in d.all_descendants():       # a test may have
+                _kill_quiet(pid, signal.SIGCONT)  # stopped one
+            rc = d.stop()
+            if rc not in (0, None):
+                problems.append("qrelayd exited with status %s on SIGTERM "
+                                "at the end of the test" % rc)
+        m = SANITIZER_RX.search(d.log())
+        if m:
+            text = d.log()
+            problems.append("sanitizer report in the daemon's output: %s"
+                            % text[m.start():m.start() + 300].replace(
+                                "\n", " | "))
+    return problems
+
+
 def log_tails():
     return "\n".join(d.log_tail() for d in _daemons)
 

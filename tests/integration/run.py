@@ -16,6 +16,7 @@ with "N passed, N failed"; exit status 1 if any test failed.
 import ast
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,6 +52,9 @@ def child(mod, func, result_path):
     try:
         m = importlib.import_module(mod)
         getattr(m, func)()
+        problems = qrtest.finish_all()
+        if problems:
+            raise qrtest.TestFailure("; ".join(problems))
         status, reason = "PASS", ""
     except qrtest.Skip as e:
         status, reason = "SKIP", str(e)
@@ -105,6 +109,9 @@ def kill_registered(registry):
                     lines = f.read().decode("utf-8", "replace").splitlines()
                 tails.append("--- %s (last 40 lines)\n%s"
                              % (p, "\n".join(lines[-40:])))
+        if tmp.startswith(tempfile.gettempdir()) and \
+                not os.environ.get("QRTEST_KEEP"):
+            shutil.rmtree(tmp, ignore_errors=True)
     return "\n".join(tails)
 
 

@@ -99,6 +99,9 @@ def test_request_line_without_version_400():
                    "unsupported HTTP version")
     _expect_status(d, b"GET  /healthz HTTP/1.1\r\nHost: x\r\n\r\n", (400,),
                    "two spaces in request line")
+    _expect_status(d, b"GET /" + b"a" * 100000 + b" HTTP/1.1\r\nHost: x"
+                   b"\r\n\r\n", (400, 414, 431),
+                   "100 kB request target (over max_header)")
     _still_serving(d, w, "request lines without version")
 
 
@@ -139,6 +142,14 @@ def test_content_length_and_transfer_encoding_400():
     data = (b"POST /v2/auth/login HTTP/1.1\r\nHost: x\r\n"
             b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
     _expect_status(d, data, (400,), "bad chunk size")
+    data = (b"POST /v2/auth/login HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            b"fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n")
+    _expect_status(d, data, (400, 413), "chunk size overflowing 64 bits")
+    data = (b"POST /v2/auth/login HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            b"-5\r\nhello\r\n0\r\n\r\n")
+    _expect_status(d, data, (400,), "negative chunk size")
     data = (b"POST /v2/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
             b"Expect: 200-ok\r\n\r\n{}")
     _expect_status(d, data, (417,), "Expect other than 100-continue")

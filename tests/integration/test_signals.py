@@ -250,3 +250,70 @@ def test_sigusr2_reloads_keys():
            "/v1/models with the key (x-api-key), request %d" % i)
     check(d.running() and len(d.workers_pids()) == 2, "daemon state after "
           "SIGUSR2")
+
+
+def test_sighup_listen_change():
+    d = Daemon(workers=2)
+    d.wait_roles()
+    from qrtest import free_port, http_get
+    import socket
+    p2 = free_port()
+    d.write_config(top={"listen": ["127.0.0.1:%d" % p2]})
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: http_get(p2, "/healthz", 2).status == 200, 5,
+             what="the new port %d to answer after SIGHUP" % p2)
+
+    def old_closed():
+        s = socket.socket()
+        s.settimeout(1)
+        try:
+            return s.connect_ex(("127.0.0.1", d.port)) != 0
+        finally:
+            s.close()
+    wait_for(old_closed, 8, what="the old port %d to be closed" % d.port)
+
+
+def test_sighup_reloads_keys_from_db():
+    d = Daemon(workers=2)
+    d.wait_roles()
+    p = d.ctl("key", "add", "hup-key")
+    eq(p.returncode, 0, "qrelayctl key add (stderr %r)" % p.stderr)
+    key = p.stdout.strip()
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: all(d.get("/v1/models", {"x-api-key": key}).status
+                         == 200 for _ in range(4)), 5,
+             what="the key to work after SIGHUP")
+
+
+def test_idle_keepalive_does_not_delay_stop_or_reload():
+    d = Daemon(workers=2, top={"shutdown_timeout": 20},
+               limits={"keepalive_timeout": 60})
+    d.wait_roles()
+    idle = []
+    for i in range(6):
+        c = d.conn(timeout=30)
+        c.send(build_request("GET", "/healthz"))
+        eq(c.read_response().status, 200, "request %d" % i)
+        idle.append(c)
+    old = d.workers_pids()
+    t0 = time.monotonic()
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: not any(proc_alive(p) for p in old), 5,
+             what="old workers with only idle keep-alive connections to "
+             "exit after SIGHUP")
+    check(time.monotonic() - t0 < 5, "reload waited for idle connections")
+    for c in idle:
+        c.close()
+    idle = []
+    for i in range(6):
+        c = d.conn(timeout=30)
+        c.send(build_request("GET", "/healthz"))
+        eq(c.read_response().status, 200, "request %d after reload" % i)
+        idle.append(c)
+    t0 = time.monotonic()
+    d.signal(signal.SIGTERM)
+    d.wait_exit(5)
+    check(time.monotonic() - t0 < 5, "SIGTERM waited for idle connections")
+    for c in idle:
+        check(c.wait_closed(2), "idle connection left open after stop")
+        c.close()
