@@ -37,7 +37,8 @@ HDRS     = $(wildcard src/*.h)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 
-.PHONY: all deps run check check-unit check-integration check-man fuzz bench \
+.PHONY: all deps run check check-unit check-integration check-man check-valgrind \
+        unit-bins fuzz bench \
         install clean distclean
 all: $(O)/qrelayd $(O)/qrelayctl
 
@@ -81,9 +82,10 @@ check:
 	$(MAKE) all
 	$(MAKE) O=obj-asan SAN=1 all unit-bins
 	$(MAKE) check-man
+	$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-20}
+	$(MAKE) check-valgrind
 	$(MAKE) O=obj-asan SAN=1 check-unit
 	$(MAKE) O=obj-asan SAN=1 check-integration
-	$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-20}
 
 unit-bins: $(UNIT_BINS)
 
@@ -92,6 +94,18 @@ check-unit: $(UNIT_BINS)
 		echo "== $$t"; \
 		ASAN_OPTIONS=detect_leaks=1 $$t --jobs 1 || fail=1; \
 	done; exit $$fail
+
+# The plain build's unit tests once more under valgrind's memcheck
+# (ASan and valgrind do not mix, hence the two builds).
+VALGRIND_TESTS = test_http test_config test_shm test_auth test_db
+check-valgrind: $(VALGRIND_TESTS:%=src/tests/%)
+	@for t in $^; do \
+		echo "== valgrind $$t"; \
+		valgrind -q --error-exitcode=3 --leak-check=full \
+		    --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+		    --trace-children=yes \
+		    $$t --jobs 1 || exit 1; \
+	done
 
 check-integration: $(O)/qrelayd $(O)/qrelayctl
 	QRELAYD=$(O)/qrelayd QRELAYCTL=$(O)/qrelayctl python3 tests/integration/run.py
