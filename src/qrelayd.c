@@ -432,6 +432,8 @@ slot_alloc(int role)
 			children[i].ch_role = role;
 			children[i].ch_gen = generation;
 			children[i].ch_lifeline = -1;
+			/* a new process, not a restart of the last one here */
+			atomic_store(&shm.shm_procs[i].sp_restarts, 0);
 			return i;
 		}
 	}
@@ -459,6 +461,7 @@ spawn(int slot)
 	struct child	*ch = &children[slot];
 	struct shm_proc	*sp = &shm.shm_procs[slot];
 	int		 lp[2], i;
+	uint32_t	 restarts;
 	pid_t		 pid;
 
 	if (pipe2(lp, O_CLOEXEC) == -1) {
@@ -491,7 +494,10 @@ spawn(int slot)
 		if (i != slot && children[i].ch_lifeline != -1 &&
 		    children[i].ch_pid != 0)
 			close(children[i].ch_lifeline);
+	/* a respawn keeps the count reap() just raised */
+	restarts = atomic_load(&sp->sp_restarts);
 	memset(sp, 0, sizeof(*sp));
+	atomic_store(&sp->sp_restarts, restarts);
 	atomic_store(&sp->sp_pid, (int32_t)getpid());
 	sp->sp_role = ch->ch_role;
 	sp->sp_gen = ch->ch_gen;

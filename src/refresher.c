@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -23,9 +24,21 @@ int
 refresher_main(struct config *cf, int slot, int lifeline_fd)
 {
 	struct pollfd	 pfd;
+	struct timespec	 tick = { REFRESHER_TICK_MS / 1000,
+			    (REFRESHER_TICK_MS % 1000) * 1000000 };
+	sigset_t	 block, waitmask;
 	sqlite3		*db;
 	int64_t		 next_sweep = 0, now;
 	char		 b;
+
+	/* Signals are only delivered inside ppoll: a SIGTERM that comes
+	 * during a sweep must not wait for the next tick. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGQUIT);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, &waitmask);
 
 	if ((db = db_open(cf->cf_db_path)) == NULL)
 		fatalx("cannot open the database %s", cf->cf_db_path);
@@ -44,10 +57,10 @@ refresher_main(struct config *cf, int slot, int lifeline_fd)
 				log_warnx("could not expire admin sessions");
 			next_sweep = now + REFRESHER_SWEEP_MS;
 		}
-		if (poll(&pfd, 1, REFRESHER_TICK_MS) == -1) {
+		if (ppoll(&pfd, 1, &tick, &waitmask) == -1) {
 			if (errno == EINTR)
 				continue;
-			fatal("poll");
+			fatal("ppoll");
 		}
 		if ((pfd.revents & (POLLIN | POLLHUP)) &&
 		    read(lifeline_fd, &b, 1) <= 0)

@@ -60,7 +60,10 @@ static_type(const char *path)
 	return "application/octet-stream";
 }
 
-/* A clean relative path: no empty, "." or ".." segment, no backslash. */
+/*
+ * A clean relative path: no empty, "." or ".." segment, no backslash,
+ * no control byte (a decoded %0A must never reach a log line).
+ */
 static int
 static_path_ok(const char *p)
 {
@@ -69,6 +72,9 @@ static_path_ok(const char *p)
 
 	if (strchr(p, '\\') != NULL)
 		return 0;
+	for (e = p; *e != '\0'; e++)
+		if ((unsigned char)*e < 0x20 || *e == 0x7f)
+			return 0;
 	for (;;) {
 		e = strchr(seg, '/');
 		n = e ? (size_t)(e - seg) : strlen(seg);
@@ -148,8 +154,9 @@ static_serve(struct conn *c)
 		return;
 	}
 	if ((fd = static_open(rel)) == -1) {
+		/* what a client can provoke is not worth a log line */
 		if (errno != ENOENT && errno != ENOTDIR && errno != EXDEV &&
-		    errno != ELOOP)
+		    errno != ELOOP && errno != ENAMETOOLONG)
 			log_warn("open %s", rel);
 		router_error(c, 404, NULL, "not found");
 		return;

@@ -607,7 +607,9 @@ conn_flush(struct conn *c)
 			return -1;
 		}
 		buf_consume(&c->co_out, (size_t)n);
-		timer_set(c, TL_WRITE);
+		/* a 100 Continue goes out while the body timer runs */
+		if (c->co_state == CS_WRITING)
+			timer_set(c, TL_WRITE);
 	}
 	while (c->co_file_fd != -1 && c->co_file_off < c->co_file_end) {
 		n = sendfile(c->co_fd, c->co_file_fd, &c->co_file_off,
