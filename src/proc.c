@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -306,4 +307,69 @@ proc_daemonize(void)
 	if (fd > STDERR_FILENO)
 		close(fd);
 	return 0;
+}
+
+/* ---- child signals ------------------------------------------------ */
+
+volatile sig_atomic_t qr_child_quit;
+volatile sig_atomic_t qr_child_reopen;
+
+/* Child side: handlers only set flags; the event loops act on them. */
+static void
+child_sig(int sig)
+{
+	switch (sig) {
+	case SIGTERM:
+		if (qr_child_quit == 0)
+			qr_child_quit = 1;
+		break;
+	case SIGINT:
+	case SIGQUIT:
+		qr_child_quit = 2;
+		break;
+	case SIGUSR1:
+		qr_child_reopen = 1;
+		break;
+	}
+}
+
+void
+child_signals(void)
+{
+	struct sigaction	 sa;
+	sigset_t		 set;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = child_sig;	/* no SA_RESTART: wake the loops */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);
+}
+
+/*
+ * Block the signals a child acts on; its loop takes them only inside
+ * ppoll/epoll_pwait with the returned mask, so a signal that comes while
+ * the loop works is never left waiting for the next timeout.
+ */
+void
+child_signals_block(sigset_t *waitmask)
+{
+	sigset_t	 block;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGQUIT);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, waitmask);
 }

@@ -26,9 +26,6 @@
 
 #include "qrelayd.h"
 
-volatile sig_atomic_t qr_child_quit;
-volatile sig_atomic_t qr_child_reopen;
-
 struct child {
 	pid_t		 ch_pid;	/* 0: slot free */
 	int		 ch_role;
@@ -71,6 +68,7 @@ static void
 open_browser(void)
 {
 	char	 url[128];
+	sigset_t none;
 
 	if (cf->cf_no_browser || cf->cf_nlisten == 0 ||
 	    (getenv("DISPLAY") == NULL && getenv("WAYLAND_DISPLAY") == NULL))
@@ -81,6 +79,9 @@ open_browser(void)
 		log_warn("open browser");
 		return;
 	case 0:
+		sigemptyset(&none);	/* the browser gets a clean slate */
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
 		execlp("xdg-open", "xdg-open", url, (char *)NULL);
 		_exit(127);
 	}
@@ -92,48 +93,6 @@ usage(void)
 {
 	fprintf(stderr, "usage: qrelayd [-dnv] [-f file]\n");
 	exit(1);
-}
-
-/* Child side: handlers only set flags; the event loops act on them. */
-static void
-child_sig(int sig)
-{
-	switch (sig) {
-	case SIGTERM:
-		if (qr_child_quit == 0)
-			qr_child_quit = 1;
-		break;
-	case SIGINT:
-	case SIGQUIT:
-		qr_child_quit = 2;
-		break;
-	case SIGUSR1:
-		qr_child_reopen = 1;
-		break;
-	}
-}
-
-void
-child_signals(void)
-{
-	struct sigaction	 sa;
-	sigset_t		 set;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = child_sig;	/* no SA_RESTART: wake the loops */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGQUIT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGUSR2, &sa, NULL);
-	sigaction(SIGPIPE, &sa, NULL);
-	sa.sa_handler = SIG_DFL;
-	sigaction(SIGCHLD, &sa, NULL);
-	sigemptyset(&set);
-	sigprocmask(SIG_SETMASK, &set, NULL);
 }
 
 int
@@ -621,6 +580,7 @@ master_reload(void)
 	struct config	*ncf;
 	char		 err[512];
 	const char	*file = cf->cf_file[0] ? cf->cf_file : NULL;
+	int		 i, free_slots;
 
 	if ((ncf = calloc(1, sizeof(*ncf))) == NULL) {
 		log_warn("reload");
@@ -641,6 +601,17 @@ master_reload(void)
 	    strcmp(ncf->cf_user, cf->cf_user) != 0) {
 		log_warnx("reload refused: database, pid_file and user take "
 		    "effect only at a restart");
+		free(ncf);
+		return -1;
+	}
+	/* old generations still draining hold their slots */
+	for (free_slots = 0, i = 1; i < QR_MAX_PROCS; i++)
+		if (children[i].ch_pid == 0 && children[i].ch_respawn_at == 0)
+			free_slots++;
+	if (free_slots < ncf->cf_workers + 2) {
+		log_warnx("reload refused: %d process slots free, %d needed; "
+		    "older generations are still draining", free_slots,
+		    ncf->cf_workers + 2);
 		free(ncf);
 		return -1;
 	}

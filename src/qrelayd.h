@@ -165,6 +165,11 @@ int	 proc_chown_for(const char *user, const char *path);
 int	 proc_pidfile_write(const char *path);
 pid_t	 proc_pidfile_read(const char *path);	/* 0 if none or stale */
 int	 proc_daemonize(void);
+/* Flags set by the signal handlers of a child process. */
+extern volatile sig_atomic_t qr_child_quit;	/* 1 graceful, 2 fast */
+extern volatile sig_atomic_t qr_child_reopen;
+void	 child_signals(void);	/* install the child's handlers */
+void	 child_signals_block(sigset_t *waitmask);
 
 /* ------------------------------------------------------------------ */
 /* shm.c: the shared table                                              */
@@ -428,6 +433,7 @@ void	 router_error_hdr(struct conn *, int status, const char *type,
 /* ------------------------------------------------------------------ */
 /* static.c: files of www/                                              */
 
+void	 static_init(const char *www_dir);
 void	 static_serve(struct conn *);
 
 /* ------------------------------------------------------------------ */
@@ -553,12 +559,5 @@ int	 logger_main(struct config *, int slot, int lifeline_fd, int log_rfd)
 int	 refresher_main(struct config *, int slot, int lifeline_fd)
 	    QR_ATTR_NORETURN;
 
-/* ------------------------------------------------------------------ */
-/* qrelayd.c: child set-up shared by every role                         */
-
-/* Flags set by the signal handlers of a child process. */
-extern volatile sig_atomic_t qr_child_quit;	/* 1 graceful, 2 fast */
-extern volatile sig_atomic_t qr_child_reopen;
-void	 child_signals(void);	/* install the child's handlers */
 
 #endif /* QRELAYD_H */

@@ -26,19 +26,14 @@ refresher_main(struct config *cf, int slot, int lifeline_fd)
 	struct pollfd	 pfd;
 	struct timespec	 tick = { REFRESHER_TICK_MS / 1000,
 			    (REFRESHER_TICK_MS % 1000) * 1000000 };
-	sigset_t	 block, waitmask;
+	sigset_t	 waitmask;
 	sqlite3		*db;
 	int64_t		 next_sweep = 0, now;
 	char		 b;
 
 	/* Signals are only delivered inside ppoll: a SIGTERM that comes
 	 * during a sweep must not wait for the next tick. */
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGQUIT);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, &waitmask);
+	child_signals_block(&waitmask);
 
 	if ((db = db_open(cf->cf_db_path)) == NULL)
 		fatalx("cannot open the database %s", cf->cf_db_path);

@@ -89,6 +89,17 @@ static_path_ok(const char *p)
 	}
 }
 
+/* Once per worker: without www_dir only the console is missing. */
+void
+static_init(const char *dir)
+{
+	if (www_fd != -1)
+		close(www_fd);
+	www_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (www_fd == -1)
+		log_warn("www_dir %s: the console will not be served", dir);
+}
+
 static int
 static_open(const char *rel)
 {
@@ -96,12 +107,8 @@ static_open(const char *rel)
 	int		 fd;
 
 	if (www_fd == -1) {
-		www_fd = open(qr_wctx->wc_cf->cf_www_dir,
-		    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (www_fd == -1) {
-			log_warn("www_dir %s", qr_wctx->wc_cf->cf_www_dir);
-			return -1;
-		}
+		errno = ENOENT;
+		return -1;
 	}
 	memset(&how, 0, sizeof(how));
 	how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
@@ -123,7 +130,8 @@ etag_match(const char *inm, size_t len, const char *etag)
 			return 1;
 		if (len - i >= 2 && inm[i] == 'W' && inm[i + 1] == '/')
 			i += 2;
-		if (len - i >= n && memcmp(inm + i, etag, n) == 0)
+		if (len - i >= n && memcmp(inm + i, etag, n) == 0 &&
+		    (len - i == n || inm[i + n] == ',' || inm[i + n] == ' '))
 			return 1;
 		while (i < len && inm[i] != ',')
 			i++;
@@ -161,7 +169,13 @@ static_serve(struct conn *c)
 		router_error(c, 404, NULL, "not found");
 		return;
 	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) == -1) {
+		log_warn("fstat %s", rel);
+		close(fd);
+		router_error(c, 500, NULL, NULL);
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
 		close(fd);
 		if (S_ISDIR(st.st_mode)) {
 			snprintf(extra, sizeof(extra), "Location: %.*s/\r\n",

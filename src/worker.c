@@ -48,6 +48,7 @@ static struct {
 	struct evsrc	 listeners[QR_MAX_LISTEN];
 	int		 nlisteners;
 	int		 accepting;
+	uint64_t	 accepted;	/* connections, for the reorder */
 	int64_t		 accept_resume;	/* ms; after EMFILE */
 	struct evsrc	 lifeline;
 	int		 draining;
@@ -253,6 +254,16 @@ accept_ready(struct evsrc *l)
 		if (W.nconns >= (size_t)W.cf->cf_max_connections) {
 			listeners_enable(0);
 			return;
+		}
+		/*
+		 * EPOLLEXCLUSIVE wakes the first waiter in the listener's
+		 * queue, which is the same worker again and again; going to
+		 * the back of the queue now and then spreads new connections
+		 * over the workers (nginx's ngx_reorder_accept_events).
+		 */
+		if (++W.accepted % 16 == 0) {
+			listeners_enable(0);
+			listeners_enable(1);
 		}
 	}
 }
@@ -647,12 +658,17 @@ conn_drive(struct conn *c)
 			continue;
 		case CS_HANDLING:
 			return;	/* the handler drives it on */
-		case CS_CLOSING:
-			while ((r = conn_fill(c)) == 1)
+		case CS_CLOSING: {
+			int	 reads = 0;
+
+			/* drop what comes, up to 1 MB: a client that keeps
+			 * sending after our last answer is not worth more */
+			while ((r = conn_fill(c)) == 1 && ++reads < 16)
 				;
-			if (r == -1)
+			if (r != 0)
 				conn_close(c);
 			return;
+		}
 		default:	/* CS_HEAD, CS_BODY */
 			if (conn_parse(c))
 				continue;
@@ -704,7 +720,7 @@ int
 worker_main(struct config *cf, int slot, int lifeline_fd, int log_fd)
 {
 	struct epoll_event	 evs[256], ev;
-	sigset_t		 block, waitmask;
+	sigset_t		 waitmask;
 	int			 i, n;
 	char			 b;
 
@@ -723,14 +739,10 @@ worker_main(struct config *cf, int slot, int lifeline_fd, int log_fd)
 	wctx.wc_slot = slot;
 	if ((wctx.wc_db = db_open(cf->cf_db_path)) == NULL)
 		fatalx("cannot open the database %s", cf->cf_db_path);
+	static_init(cf->cf_www_dir);
 
 	/* Signals are only delivered inside epoll_pwait: no lost wake-up. */
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGQUIT);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, &waitmask);
+	child_signals_block(&waitmask);
 
 	if ((W.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");

@@ -29,7 +29,7 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 cmdline="$0${*:+ $*} (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS IDLE=$IDLE)"
 
 die() { echo "bench: $*" >&2; exit 1; }
-for t in wrk gcc "$NGINX" "$QRELAYD" python3; do
+for t in wrk gcc curl "$NGINX" "$QRELAYD" python3; do
 	command -v "$t" >/dev/null 2>&1 || die "missing $t"
 done
 
@@ -241,6 +241,29 @@ nidle=$(idle_conns "$nport" "$(nworkers)" "$(nall)")
 
 # Logger health: rows in SQLite vs requests, and drops if the log says so.
 sleep 2
+# Records the workers could not put into the full log pipe (admin API).
+dropped=$(python3 - "$qport" <<'PYEOF' 2>/dev/null || echo "?"
+import json, sys, urllib.request
+base = "http://127.0.0.1:%s" % sys.argv[1]
+req = urllib.request.Request(base + "/v2/auth/login", method="POST",
+    data=json.dumps({"password": "benchpass123"}).encode(),
+    headers={"Content-Type": "application/json"})
+tok = json.load(urllib.request.urlopen(req, timeout=5))["token"]
+req = urllib.request.Request(base + "/v2/status",
+    headers={"Authorization": "Bearer " + tok})
+st = json.load(urllib.request.urlopen(req, timeout=5))
+def find(o):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            if k == "logDropped":
+                return v
+            r = find(v)
+            if r is not None:
+                return r
+    return None
+print(find(st))
+PYEOF
+)
 rows=$(sqlite3 "$tmp/q/qrelay.db" 'select count(*) from request_logs' 2>/dev/null || echo "?")
 nlines=$(wc -l < "$tmp/n/access.log")
 
@@ -249,6 +272,8 @@ med() { # med TARGET SERVER TOOL FIELD
 	awk -v t="$1" -v s="$2" -v k="$3" '$1 == t && $2 == s && $3 == k' "$res" |
 		field "$4" | median
 }
+range() { awk -v t="$1" -v s="$2" '$1 == t && $2 == s && $3 == "loadgen"' "$res" | field rps |
+	sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%d-%d", lo, hi }'; }
 errs() { awk -v t="$1" -v s="$2" '$1 == t && $2 == s' "$res" |
 	awk '{ n = 0; if (match($0, /errors=[0-9]+/)) n = substr($0, RSTART + 7, RLENGTH - 7); e += n; if ($0 ~ /ERR\[/) w++ } END { printf "%d%s", e, w ? " (+wrk errors in " w " runs)" : "" }'; }
 
@@ -263,13 +288,13 @@ echo "logging:  both log every request (qrelayd: pipe -> logger -> SQLite; nginx
 echo "load:     $WRK http://127.0.0.1:PORT/TARGET  and  $LG -p TARGET"
 echo "          $ROUNDS rounds interleaved qrelayd/nginx; medians shown; file $FILE = $fsize bytes"
 echo
-printf "%-12s %-8s %10s %10s %9s %9s %7s\n" target server wrk_rps lg_rps p50_us p99_us errors
+printf "%-12s %-8s %9s %9s %8s %8s %15s %7s\n" target server wrk_rps lg_rps p50_us p99_us "lg_rps min-max" errors
 for target in /healthz "$FILE"; do
 	for s in qrelayd nginx; do
-		printf "%-12s %-8s %10.0f %10.0f %9.0f %9.0f %7s\n" "$target" "$s" \
+		printf "%-12s %-8s %9.0f %9.0f %8.0f %8.0f %15s %7s\n" "$target" "$s" \
 			"$(med "$target" $s wrk rps)" "$(med "$target" $s loadgen rps)" \
 			"$(med "$target" $s loadgen p50_us)" "$(med "$target" $s loadgen p99_us)" \
-			"$(errs "$target" $s)"
+			"$(range "$target" $s)" "$(errs "$target" $s)"
 	done
 	awk -v a="$(med "$target" qrelayd wrk rps)" -v b="$(med "$target" nginx wrk rps)" \
 	    -v c="$(med "$target" qrelayd loadgen rps)" -v d="$(med "$target" nginx loadgen rps)" \
@@ -291,5 +316,5 @@ set -- $nidle
 printf "  nginx   + %d idle keep-alive conns (%s %s): workers RSS +%s MB, all processes RSS +%s MB, PSS +%s MB\n" \
 	"$IDLE" "$1" "$2" "$(mb "$3")" "$(mb "$4")" "$(mb "$5")"
 awk -v k="$q_added" 'BEGIN { printf "  qrelayd idle-connection memory: %s (%.0f bytes/conn)\n", k < 65536 ? "PASS" : "FAIL", k * 1024 / '"$IDLE"' }'
-echo "request log: qrelayd request_logs rows=$rows; nginx access.log lines=$nlines"
+echo "request log: qrelayd request_logs rows=$rows, records dropped (pipe full)=$dropped; nginx access.log lines=$nlines"
 echo "raw results: one line per run above (wrk rps, loadgen rps/p50/p99/errors)"

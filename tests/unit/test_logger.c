@@ -17,8 +17,6 @@
 #include "qrelayd.h"
 
 /* Defined by qrelayd.c in the daemon. */
-volatile sig_atomic_t	 qr_child_quit;
-volatile sig_atomic_t	 qr_child_reopen;
 
 static char		 tdir[64];
 static struct config	 cf;
