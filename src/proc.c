@@ -269,29 +269,24 @@ proc_pidfile_read(const char *path)
 int
 proc_daemonize(void)
 {
-	int	 fd;
+	int	 fd, i;
 
-	switch (fork()) {
-	case -1:
-		log_warn("%s: fork", __func__);
-		return -1;
-	case 0:
-		break;
-	default:
-		_exit(0);
-	}
-	if (setsid() == -1) {
-		log_warn("%s: setsid", __func__);
-		return -1;
-	}
-	switch (fork()) {
-	case -1:
-		log_warn("%s: fork", __func__);
-		return -1;
-	case 0:
-		break;
-	default:
-		_exit(0);
+	/* fork, new session, fork again: never a session leader that a
+	 * terminal could claim */
+	for (i = 0; i < 2; i++) {
+		switch (fork()) {
+		case -1:
+			log_warn("%s: fork", __func__);
+			return -1;
+		case 0:
+			break;
+		default:
+			_exit(0);
+		}
+		if (i == 0 && setsid() == -1) {
+			log_warn("%s: setsid", __func__);
+			return -1;
+		}
 	}
 	if ((fd = open("/dev/null", O_RDWR)) == -1) {
 		log_warn("%s: /dev/null", __func__);

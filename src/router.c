@@ -235,49 +235,43 @@ route_client_auth(struct conn *c)
 	return 0;
 }
 
+/* The fixed routes: GET and HEAD only. */
+static const struct route {
+	const char	*rt_path;
+	void		(*rt_fn)(struct conn *);
+} routes[] = {
+	{ "/healthz",	route_healthz },
+	{ "/metrics",	route_metrics },
+	{ "/v1/models",	route_models },
+};
+
 void
 router_dispatch(struct conn *c)
 {
-	struct http_req	*q = c->co_req;
-	int		 get = q->rq_method == HTTP_GET ||
-			    q->rq_method == HTTP_HEAD;
+	struct http_req		*q = c->co_req;
+	const struct route	*rt;
+	int			 get = q->rq_method == HTTP_GET ||
+				    q->rq_method == HTTP_HEAD;
+	size_t			 i;
 
-	if (path_is(q, "/healthz")) {
+	/* a client key first, so /v1 tells nobody what exists */
+	if (path_has_prefix(q, "/v1/") && route_client_auth(c) == -1)
+		return;
+	for (i = 0; i < nitems(routes); i++) {
+		rt = &routes[i];
+		if (!path_is(q, rt->rt_path))
+			continue;
 		if (get)
-			route_healthz(c);
+			rt->rt_fn(c);
 		else
-			conn_respond(c, 405, NULL, NULL, 0,
+			router_error_hdr(c, 405, NULL, NULL,
 			    "Allow: GET, HEAD\r\n");
 		return;
 	}
-	if (path_is(q, "/metrics")) {
-		if (get)
-			route_metrics(c);
-		else
-			conn_respond(c, 405, NULL, NULL, 0,
-			    "Allow: GET, HEAD\r\n");
-		return;
-	}
-	if (path_has_prefix(q, "/v1/")) {
-		if (route_client_auth(c) == -1)
-			return;
-		if (path_is(q, "/v1/models")) {
-			if (get)
-				route_models(c);
-			else
-				router_error(c, 405, NULL, NULL);
-			return;
-		}
-		router_error(c, 404, NULL, "unknown endpoint");
-		return;
-	}
-	if (path_has_prefix(q, "/v2/")) {
+	if (path_has_prefix(q, "/v2/"))
 		admin_dispatch(c);
-		return;
-	}
-	if (get) {
+	else if (get && !path_has_prefix(q, "/v1/"))
 		static_serve(c);
-		return;
-	}
-	router_error(c, 404, NULL, "unknown endpoint");
+	else
+		router_error(c, 404, NULL, "unknown endpoint");
 }
