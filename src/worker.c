@@ -50,6 +50,7 @@ static struct {
 	int		 accepting;
 	uint64_t	 accepted;	/* connections, for the reorder */
 	int64_t		 accept_resume;	/* ms; after EMFILE */
+	int64_t		 accept_warned;	/* ms; last EMFILE message */
 	struct evsrc	 lifeline;
 	int		 draining;
 	int		 drain_wanted;	/* lifeline EOF seen in this batch */
@@ -243,8 +244,12 @@ accept_ready(struct evsrc *l)
 				continue;
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
-				/* back off instead of spinning on the event */
-				log_warn("accept");
+				/* back off instead of spinning on the event;
+				 * say so once in a while, not every 100 ms */
+				if (W.now - W.accept_warned >= 10000) {
+					log_warn("accept");
+					W.accept_warned = W.now;
+				}
 				listeners_enable(0);
 				W.accept_resume = W.now + 100;
 			}

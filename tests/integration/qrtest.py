@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import json
 import os
+import resource
 import re
 import shutil
 import signal
@@ -358,7 +359,8 @@ class Daemon:
     """
 
     def __init__(self, workers=2, limits=None, top=None, www=None, env=None,
-                 log_file=False, start=True, port=None, tmp=None):
+                 log_file=False, start=True, port=None, tmp=None,
+                 nofile=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="qrtest-")
         os.chmod(self.tmp, 0o755)
         self.port = port or free_port()
@@ -375,6 +377,7 @@ class Daemon:
         self.limits = dict(limits or {})
         self.top = dict(top or {})
         self.extra_env = dict(env or {})
+        self.nofile = nofile        # RLIMIT_NOFILE for the daemon, or None
         self.proc = None
         self.pid = None
         self._stderr = None
@@ -431,10 +434,15 @@ class Daemon:
     def start(self, wait=True, args=None):
         self._stderr = open(self.stderr_path, "ab")
         argv = [QRELAYD, "-d", "-f", self.conf] + list(args or [])
+        nofile = self.nofile
+
+        def limit():
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=self._stderr,
                                      stderr=self._stderr, env=self.env(),
-                                     cwd=self.tmp)
+                                     cwd=self.tmp, preexec_fn=limit)
         self.pid = self.proc.pid
         if _registry:
             with open(_registry, "a") as f:

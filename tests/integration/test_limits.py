@@ -1,10 +1,11 @@
 """Limits and timeouts: header size and count (431), body size (413),
 header/body timeouts and the idle keep-alive timeout."""
 
+import socket
 import threading
 import time
 
-from qrtest import Daemon, build_request, check, eq
+from qrtest import Daemon, build_request, check, eq, wait_for
 
 
 SMALL = {"max_header": 4096, "max_headers": 20, "max_body": 1024}
@@ -163,3 +164,21 @@ def test_max_body_not_applied_to_small_bodies_in_pieces():
             time.sleep(0.01)
         r = c.read_response()
     eq(r.status, 401, "body in pieces, wrong password")
+
+
+def test_descriptor_exhaustion_recovers():
+    """Out of descriptors, a worker backs off accepting instead of
+    spinning or dying, and serves again once clients leave."""
+    d = Daemon(workers=1, nofile=64)
+    worker = d.workers_pids()
+    conns = []
+    try:
+        for _ in range(150):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            conns.append(s)
+        d.wait_log(r"accept: Too many open files", timeout=5)
+    finally:
+        for s in conns:
+            s.close()
+    wait_for(d.healthy, 10, what="/healthz after the clients left")
+    eq(d.workers_pids(), worker, "worker pids (no crash, no respawn)")
