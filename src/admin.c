@@ -21,6 +21,7 @@
 
 #define ADMIN_JSON_DEPTH	32
 #define ADMIN_PATH_MAX		128
+#define ADMIN_LOGIN_BODY_MAX	4096	/* bytes, before any session */
 
 /* Login throttle: LOGIN_MAX_FAILS failures within LOGIN_WINDOW seconds
  * lock logins for LOGIN_LOCK seconds, doubled for each further lockout
@@ -731,30 +732,45 @@ admin_match(const char *path, const char **arg)
 	return NULL;
 }
 
-void
-admin_dispatch(struct conn *c)
+/* The path as a C string, and the route it names, or NULL. */
+static const struct admin_path *
+admin_route(struct conn *c, char *path, size_t pathsz, const char **arg)
+{
+	const struct http_req	*rq = c->co_req;
+
+	if (rq->rq_path_len >= pathsz ||
+	    memchr(rq->rq_path, '\0', rq->rq_path_len) != NULL)
+		return NULL;
+	memcpy(path, rq->rq_path, rq->rq_path_len);
+	path[rq->rq_path_len] = '\0';
+	return admin_match(path, arg);
+}
+
+/*
+ * The checks that need only the head, run before the body is read, so
+ * a caller without a session never makes us hold a body: route, method,
+ * origin, session, media type. Returns 0 to go on, -1 when it answered.
+ */
+int
+admin_gate(struct conn *c)
 {
 	const struct http_req	*rq = c->co_req;
 	const struct admin_path	*ap;
-	struct admin_req	 ar;
+	const char		*arg, *tok;
 	char			 path[ADMIN_PATH_MAX], allow[64];
+	size_t			 toklen;
 	int			 r;
 
-	memset(&ar, 0, sizeof(ar));
-	ar.ar_c = c;
-	if (rq->rq_path_len >= sizeof(path) ||
-	    memchr(rq->rq_path, '\0', rq->rq_path_len) != NULL)
-		goto notfound;
-	memcpy(path, rq->rq_path, rq->rq_path_len);
-	path[rq->rq_path_len] = '\0';
-	if ((ap = admin_match(path, &ar.ar_arg)) == NULL)
-		goto notfound;
+	if ((ap = admin_route(c, path, sizeof(path), &arg)) == NULL) {
+		router_error_hdr(c, 404, "not_found", "no such endpoint", NULL);
+		return -1;
+	}
 	if (rq->rq_method <= HTTP_OTHER || rq->rq_method >= 32 ||
 	    (ap->ap_methods & M(rq->rq_method)) == 0) {
 		snprintf(allow, sizeof(allow), "Allow: %s\r\n", ap->ap_allow);
 		router_error_hdr(c, 405, "method_not_allowed",
 		    "method not allowed on this path", allow);
-		return;
+		return -1;
 	}
 	/* Every state-changing /v2 route (login included: a forged login
 	 * would plant the attacker's session) must come from our origin. */
@@ -762,29 +778,51 @@ admin_dispatch(struct conn *c)
 	    !admin_origin_ok(c)) {
 		router_error_hdr(c, 403, "forbidden", "cross-origin request refused",
 		    NULL);
-		return;
+		return -1;
 	}
 	if (ap->ap_session) {
-		ar.ar_token = auth_admin_token(c, &ar.ar_token_len);
-		r = ar.ar_token == NULL ? 0 : auth_session_check(qr_wctx->wc_db,
-		    ar.ar_token, ar.ar_token_len);
+		tok = auth_admin_token(c, &toklen);
+		r = tok == NULL ? 0 : auth_session_check(qr_wctx->wc_db, tok,
+		    toklen);
 		if (r == -1) {
 			admin_dberr(c);
-			return;
+			return -1;
 		}
 		if (r == 0) {
 			router_error_hdr(c, 401, "unauthorized",
 			    "an admin session is required", NULL);
-			return;
+			return -1;
 		}
+	} else if (rq->rq_content_length > ADMIN_LOGIN_BODY_MAX) {
+		/* the one body taken without a session stays small */
+		router_error_hdr(c, 413, "request_too_large",
+		    "the login body is too large", NULL);
+		return -1;
 	}
-	if ((rq->rq_method == HTTP_POST || rq->rq_method == HTTP_PUT ||
-	    rq->rq_method == HTTP_PATCH) && buf_unread_len(&c->co_body) > 0 &&
-	    !admin_is_json(c)) {
+	if ((rq->rq_content_length > 0 || rq->rq_chunked) && !admin_is_json(c)) {
 		router_error_hdr(c, 415, "unsupported_media_type",
 		    "the body must be application/json", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* After admin_gate passed and the body is in: run the route. */
+void
+admin_dispatch(struct conn *c)
+{
+	const struct admin_path	*ap;
+	struct admin_req	 ar;
+	char			 path[ADMIN_PATH_MAX];
+
+	memset(&ar, 0, sizeof(ar));
+	ar.ar_c = c;
+	if ((ap = admin_route(c, path, sizeof(path), &ar.ar_arg)) == NULL) {
+		router_error_hdr(c, 404, "not_found", "no such endpoint", NULL);
 		return;
 	}
+	if (ap->ap_session)
+		ar.ar_token = auth_admin_token(c, &ar.ar_token_len);
 
 	switch (ap->ap_route) {
 	case R_LOGIN:
@@ -800,7 +838,7 @@ admin_dispatch(struct conn *c)
 		admin_status(&ar);
 		break;
 	case R_KEYS:
-		if (rq->rq_method == HTTP_POST)
+		if (c->co_req->rq_method == HTTP_POST)
 			admin_keys_add(&ar);
 		else
 			admin_keys_list(&ar);
@@ -809,7 +847,4 @@ admin_dispatch(struct conn *c)
 		admin_keys_delete(&ar);
 		break;
 	}
-	return;
- notfound:
-	router_error_hdr(c, 404, "not_found", "no such endpoint", NULL);
 }

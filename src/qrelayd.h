@@ -422,6 +422,9 @@ struct worker_ctx {
 };
 extern struct worker_ctx *qr_wctx;
 
+/* With the head only, before any body is read: the checks that need no
+ * body (credentials, route, method). 0 go on, -1 it answered. */
+int	 router_gate(struct conn *);
 void	 router_dispatch(struct conn *);
 /* Error in the shape of the API the path belongs to:
  * /v1/messages*: Anthropic, other /v1: OpenAI, else {"error":{...}}. */
@@ -472,7 +475,8 @@ const char *auth_admin_token(struct conn *, size_t *len);
 /* ------------------------------------------------------------------ */
 /* admin.c: /v2 handlers                                                */
 
-void	 admin_dispatch(struct conn *);
+int	 admin_gate(struct conn *);		/* head only: -1 answered */
+void	 admin_dispatch(struct conn *);	/* body in: run the route */
 
 /* ------------------------------------------------------------------ */
 /* db.c: SQLite schema, migrations, queries                             */

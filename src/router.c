@@ -212,7 +212,8 @@ route_metrics(struct conn *c)
 	buf_free(&b);
 }
 
-/* /v1: a client API key from the shared table, or 401. */
+/* /v1: a client API key from the shared table, or 401 (at head time,
+ * so a caller without a key never makes us hold a body). */
 static int
 route_client_auth(struct conn *c)
 {
@@ -245,6 +246,23 @@ static const struct route {
 	{ "/v1/models",	route_models },
 };
 
+int
+router_gate(struct conn *c)
+{
+	struct http_req	*q = c->co_req;
+
+	if (path_has_prefix(q, "/v1/"))
+		return route_client_auth(c);
+	if (path_has_prefix(q, "/v2/"))
+		return admin_gate(c);
+	/* nothing else takes a body: do not wait for one */
+	if (q->rq_content_length > 0 || q->rq_chunked) {
+		router_error(c, 413, NULL, "this endpoint takes no body");
+		return -1;
+	}
+	return 0;
+}
+
 void
 router_dispatch(struct conn *c)
 {
@@ -254,9 +272,6 @@ router_dispatch(struct conn *c)
 				    q->rq_method == HTTP_HEAD;
 	size_t			 i;
 
-	/* a client key first, so /v1 tells nobody what exists */
-	if (path_has_prefix(q, "/v1/") && route_client_auth(c) == -1)
-		return;
 	for (i = 0; i < nitems(routes); i++) {
 		rt = &routes[i];
 		if (!path_is(q, rt->rt_path))

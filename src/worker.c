@@ -526,6 +526,8 @@ conn_parse(struct conn *c)
 			c->co_state = CS_BODY;
 			http_chunked_init(&c->co_chunked);
 			timer_set(c, TL_BODY);
+			if (router_gate(c) == -1)
+				return 1;	/* refused before the body */
 			if (q->rq_expect_continue &&
 			    buf_unread_len(&c->co_in) == 0) {
 				buf_puts(&c->co_out,
@@ -536,7 +538,8 @@ conn_parse(struct conn *c)
 		}
 		c->co_state = CS_HANDLING;
 		timer_del(c);
-		router_dispatch(c);
+		if (router_gate(c) == 0)
+			router_dispatch(c);
 		return 1;
 	}
 

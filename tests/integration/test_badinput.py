@@ -139,14 +139,18 @@ def test_content_length_and_transfer_encoding_400():
     data = (b"POST /v2/auth/login HTTP/1.1\r\nHost: x\r\n"
             b"Transfer-Encoding: gzip\r\n\r\n")
     _expect_status(d, data, (501, 400), "Transfer-Encoding: gzip")
+    # a JSON body: the login route would refuse any other type first
     data = (b"POST /v2/auth/login HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
     _expect_status(d, data, (400,), "bad chunk size")
     data = (b"POST /v2/auth/login HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
             b"fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n")
     _expect_status(d, data, (400, 413), "chunk size overflowing 64 bits")
     data = (b"POST /v2/auth/login HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
             b"-5\r\nhello\r\n0\r\n\r\n")
     _expect_status(d, data, (400,), "negative chunk size")

@@ -54,7 +54,8 @@ def test_body_too_big_413_without_sending_it():
     # a chunked body that grows past the limit
     with d.conn() as c:
         head = build_request("POST", "/v2/auth/login",
-                             [("Transfer-Encoding", "chunked")])
+                             [("Transfer-Encoding", "chunked"),
+                              ("Content-Type", "application/json")])
         chunk = b"200\r\n" + b"x" * 0x200 + b"\r\n"
         c.send(head + chunk * 3 + b"0\r\n\r\n")
         r = c.read_response(timeout=5)
@@ -118,7 +119,9 @@ def test_body_timeout():
     d = Daemon(limits={"body_timeout": 2})
     with d.conn(timeout=15) as c:
         c.send(build_request("POST", "/v2/auth/login",
-                             [("Content-Length", "100")]) + b'{"pass')
+                             [("Content-Length", "100"),
+                              ("Content-Type", "application/json")])
+               + b'{"pass')
         t0 = time.monotonic()
         check(c.wait_closed(7), "client stalled mid-body still connected "
               "after %.1fs (body_timeout = 2)" % (time.monotonic() - t0))

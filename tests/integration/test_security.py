@@ -2,7 +2,7 @@
 matrix, path tricks that must not reach the admin API, SQL-shaped keys,
 CSRF defences on cookie-authenticated admin calls."""
 
-from qrtest import ADMIN_PASSWORD, Daemon, check, eq
+from qrtest import ADMIN_PASSWORD, Daemon, build_request, check, eq
 
 
 def _creds(d):
@@ -104,3 +104,29 @@ def test_csrf_defences_on_cookie_sessions():
     tok = d.login()
     names = [k["name"] for k in d.admin("GET", "/v2/keys", tok).json()["keys"]]
     check("csrf" not in names, "a refused request created a key: %r" % names)
+
+
+def test_no_body_is_held_for_a_caller_without_credentials():
+    """Credentials are checked on the head: a caller without a key or a
+    session is answered at once, before (and without) its body."""
+    d = Daemon()
+    cases = [
+        ("POST", "/v1/chat/completions", [], 401),
+        ("POST", "/v1/messages", [("x-api-key", "sk-qr-wrong")], 401),
+        ("POST", "/v2/keys", [("Content-Type", "application/json")], 401),
+        ("POST", "/v2/auth/login", [("Content-Type", "application/json")],
+         413),
+        ("GET", "/healthz", [], 413),
+        ("POST", "/index.html", [], 413),
+    ]
+    for method, path, hdrs, want in cases:
+        with d.conn(timeout=5) as c:
+            # 10 MB announced (under max_body), not one byte of it sent
+            c.send(build_request(method, path,
+                                 hdrs + [("Content-Length", "10000000")]))
+            r = c.read_response(timeout=3)
+            eq(r.status, want, "%s %s with an unsent 10 MB body"
+               % (method, path))
+            check(c.wait_closed(3), "%s %s: connection kept open for a "
+                  "body that will never be read" % (method, path))
+    check(d.healthy(), "daemon unhealthy after refused bodies")
