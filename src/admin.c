@@ -87,14 +87,9 @@ admin_dberr(struct conn *c)
 static struct json_object *
 admin_time(int64_t t)
 {
-	struct tm	 tm;
-	time_t		 tt = (time_t)t;
-	char		 s[32];
+	char	 s[32];
 
-	if (t <= 0 || gmtime_r(&tt, &tm) == NULL)
-		return NULL;
-	strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_object_new_string(s);
+	return fmt_iso8601(t, s) ? json_object_new_string(s) : NULL;
 }
 
 static int
@@ -612,19 +607,6 @@ admin_keys_list(struct admin_req *ar)
 	conn_respond_json(ar->ar_c, 200, o, "Cache-Control: no-store\r\n");
 }
 
-static int
-admin_key_name_ok(const char *s)
-{
-	size_t	 i, n = strlen(s);
-
-	if (n == 0 || n >= sizeof(((struct db_key *)0)->k_name))
-		return 0;
-	for (i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return 0;
-	return 1;
-}
-
 static void
 admin_keys_add(struct admin_req *ar)
 {
@@ -639,7 +621,7 @@ admin_keys_add(struct admin_req *ar)
 		return;
 	if ((name = admin_str(c, body, "name")) == NULL)
 		goto done;
-	if (!admin_key_name_ok(name)) {
+	if (!db_key_name_ok(name)) {
 		router_error_hdr(c, 400, "invalid_request", "\"name\" must be 1 to "
 		    "127 bytes without control characters", NULL);
 		goto done;
@@ -793,11 +775,9 @@ admin_gate(struct conn *c)
 			    "an admin session is required", NULL);
 			return -1;
 		}
-	} else if (rq->rq_content_length > ADMIN_LOGIN_BODY_MAX) {
+	} else if (c->co_body_max > ADMIN_LOGIN_BODY_MAX) {
 		/* the one body taken without a session stays small */
-		router_error_hdr(c, 413, "request_too_large",
-		    "the login body is too large", NULL);
-		return -1;
+		c->co_body_max = ADMIN_LOGIN_BODY_MAX;
 	}
 	if ((rq->rq_content_length > 0 || rq->rq_chunked) && !admin_is_json(c)) {
 		router_error_hdr(c, 415, "unsupported_media_type",

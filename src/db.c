@@ -376,7 +376,7 @@ db_setting_add(sqlite3 *db, const char *name, const char *value)
 }
 
 /* Key names are printed one per line, tab separated, by qrelayctl. */
-static int
+int
 db_key_name_ok(const char *name)
 {
 	size_t	 i, n = strlen(name);
@@ -483,26 +483,40 @@ int
 db_keys_load_shm(sqlite3 *db, struct shm *shm)
 {
 	struct db_keyset	 ks = { NULL, 0, 0 };
+	int64_t			*ids = NULL;
 	size_t			 i;
 	int			 r = 0;
 
-	/* Read everything first: the slots stay empty only for the
-	 * moment the copy below takes, not for the whole query. */
-	if (db_key_list(db, db_keyset_add, &ks) != 0) {
+	/*
+	 * Workers look keys up meanwhile, so the slots are updated in
+	 * place: a key the database still holds is never missing, not even
+	 * for a moment (no clear and refill). Stale slots go first, so new
+	 * keys find them free. The read happens under sh_lock, which a
+	 * worker takes only after its own INSERT or DELETE has committed:
+	 * a key added or deleted during a reload can never be undone by
+	 * that reload's older view of the table.
+	 */
+	shm_lock(shm);
+	if (db_key_list(db, db_keyset_add, &ks) != 0 ||
+	    (ids = reallocarray(NULL, ks.ks_n + 1, sizeof(*ids))) == NULL) {
 		log_warnx("%s: cannot read keys", __func__);
 		r = -1;
 		goto done;
 	}
-	shm_keys_clear(shm);
+	for (i = 0; i < ks.ks_n; i++)
+		ids[i] = ks.ks_keys[i].k_id;	/* ascending: ORDER BY id */
+	shm_keys_retain_locked(shm, ids, ks.ks_n);
 	for (i = 0; i < ks.ks_n; i++) {
-		if (shm_key_add(shm, ks.ks_keys[i].k_id, ks.ks_keys[i].k_hash,
-		    ks.ks_keys[i].k_prefix) == -1) {
+		if (shm_key_add_locked(shm, ks.ks_keys[i].k_id,
+		    ks.ks_keys[i].k_hash, ks.ks_keys[i].k_prefix) == -1) {
 			log_warnx("%s: no free key slot for key %lld (max_keys)",
 			    __func__, (long long)ks.ks_keys[i].k_id);
 			r = -1;
 		}
 	}
  done:
+	shm_unlock(shm);
+	free(ids);
 	free(ks.ks_keys);
 	return r;
 }

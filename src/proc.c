@@ -257,6 +257,18 @@ proc_pidfile_read(const char *path)
 	/* EPERM: alive, but another user's (qrelayctl run by non-root) */
 	if (kill((pid_t)pid, 0) == -1 && errno != EPERM)
 		return 0;
+	/*
+	 * A pid file left by a crash may name a pid the kernel has since
+	 * given to another program: only a process whose name (comm, set
+	 * by exec and by proc_title_set) says qrelayd counts.
+	 */
+	snprintf(line, sizeof(line), "/proc/%ld/comm", pid);
+	if ((fd = open(line, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(fd, line, sizeof(line) - 1);
+	close(fd);
+	if (n < 7 || strncmp(line, "qrelayd", 7) != 0)
+		return 0;
 	return (pid_t)pid;
 }
 

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,13 +107,7 @@ ctl_notify_tables(void)
 static const char *
 ctl_time(int64_t t, char out[32])
 {
-	struct tm	 tm;
-	time_t		 tt = (time_t)t;
-
-	if (t <= 0 || gmtime_r(&tt, &tm) == NULL)
-		return "-";
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return out;
+	return fmt_iso8601(t, out) ? out : "-";
 }
 
 /* A field of a tab-separated line: no tab or newline may leak in. */

@@ -94,12 +94,11 @@ void	 hex_encode(const unsigned char *, size_t, char *);	/* 2n+1 */
 int	 sha256_hex(const void *, size_t, char out[65]);
 int	 ct_equal(const void *, const void *, size_t);	/* CRYPTO_memcmp */
 int	 mkdir_p(const char *, mode_t);
-int	 path_join(char *, size_t, const char *, const char *);
 size_t	 strlcpy_qr(char *, const char *, size_t);
 int	 strcaseeq_n(const char *, size_t, const char *);	/* len-bounded */
 int	 pct_decode(const char *, size_t, char *, size_t);	/* -1 bad */
 void	 fmt_rfc1123(time_t, char out[40]);
-int	 json_reply_str(struct buf *, struct json_object *);	/* append */
+const char *fmt_iso8601(int64_t, char out[32]);	/* NULL for t <= 0 */
 
 /* ------------------------------------------------------------------ */
 /* config.c: libconfig -> struct config                                 */
@@ -282,7 +281,13 @@ int	 shm_key_add(struct shm *, int64_t id, const unsigned char hash[32],
 	    const char *prefix);
 int	 shm_key_remove(struct shm *, int64_t id);
 int64_t	 shm_key_lookup(struct shm *, const unsigned char hash[32]); /* id or -1 */
-void	 shm_keys_clear(struct shm *);
+/* The caller holds sh_lock (shm_lock), so that its read of the database
+ * and its update of the slots are one step for other writers. */
+int	 shm_key_add_locked(struct shm *, int64_t id,
+	    const unsigned char hash[32], const char *prefix);
+/* Frees every key slot whose id is not in ids (ascending): a reload
+ * drops what the database lost while live keys stay findable. */
+void	 shm_keys_retain_locked(struct shm *, const int64_t *ids, size_t n);
 struct shm_proc *shm_proc_self(void);	/* this process's slot, or a dummy */
 void	 shm_proc_set_self(int slot);
 
@@ -385,7 +390,7 @@ struct conn {
 	struct buf	 co_head;	/* the request head, co_req points here */
 	struct http_req	*co_req;	/* the request being served, or NULL */
 	struct http_chunked co_chunked;
-	int		 co_sent_continue;
+	size_t		 co_body_max;	/* this request's body limit */
 	int64_t		 co_req_start_us;
 	int64_t		 co_deadline;	/* ms, monotonic */
 	struct conn	*co_tprev, *co_tnext;	/* timer list links */
@@ -466,7 +471,7 @@ int	 auth_session_create(sqlite3 *, const char *client_ip, char *token,
 	    size_t, int64_t *expires);
 int	 auth_session_check(sqlite3 *, const char *token, size_t len);	/* 1 ok */
 int	 auth_session_delete(sqlite3 *, const char *token, size_t len);
-int	 auth_sessions_expire(sqlite3 *);	/* deleted rows, or -1 */ /* 1, 0 none */
+int	 auth_sessions_expire(sqlite3 *);	/* deleted rows, or -1 */
 int	 auth_session_delete_others(sqlite3 *, const char *token, size_t len);
 /* The admin session token from Authorization: Bearer or the cookie. */
 const char *auth_admin_token(struct conn *, size_t *len);
@@ -495,6 +500,7 @@ int	 db_migrate(sqlite3 *);			/* numbered migrations */
 void	 db_close(sqlite3 *);
 int	 db_setting_get(sqlite3 *, const char *name, char *out, size_t);	/* 1 found */
 int	 db_setting_set(sqlite3 *, const char *name, const char *value);
+int	 db_key_name_ok(const char *name);	/* 1..127 bytes, no controls */
 int64_t	 db_key_add(sqlite3 *, const char *name, const unsigned char hash[32],
 	    const char *prefix);		/* id or -1 */
 int	 db_key_delete(sqlite3 *, int64_t id);	/* 1 deleted, 0 none, -1 err */

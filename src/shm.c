@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -347,12 +348,23 @@ int
 shm_key_add(struct shm *s, int64_t id, const unsigned char hash[32],
     const char *prefix)
 {
+	int	 rv;
+
+	shm_lock(s);
+	rv = shm_key_add_locked(s, id, hash, prefix);
+	shm_unlock(s);
+	return rv;
+}
+
+int
+shm_key_add_locked(struct shm *s, int64_t id, const unsigned char hash[32],
+    const char *prefix)
+{
 	struct shm_hdr	*h = s->shm_hdr;
 	struct shm_key	*k;
 	uint32_t	 i, high, free_slot = UINT32_MAX;
 	int		 rv = -1;
 
-	shm_lock(s);
 	high = atomic_load(&h->sh_keys_high);
 	for (i = 0; i < high; i++) {
 		k = &s->shm_keys[i];
@@ -389,7 +401,6 @@ shm_key_add(struct shm *s, int64_t id, const unsigned char hash[32],
 		    memory_order_release);
 	rv = 0;
  done:
-	shm_unlock(s);
 	return rv;
 }
 
@@ -416,22 +427,30 @@ shm_key_remove(struct shm *s, int64_t id)
 	return rv;
 }
 
+static int
+id_cmp(const void *a, const void *b)
+{
+	int64_t	 x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 void
-shm_keys_clear(struct shm *s)
+shm_keys_retain_locked(struct shm *s, const int64_t *ids, size_t n)
 {
 	struct shm_key	*k;
 	uint32_t	 i, high;
 
-	shm_lock(s);
 	high = atomic_load(&s->shm_hdr->sh_keys_high);
 	for (i = 0; i < high; i++) {
 		k = &s->shm_keys[i];
+		if (!atomic_load(&k->sk_used) || (n > 0 &&
+		    bsearch(&k->sk_id, ids, n, sizeof(*ids), id_cmp) != NULL))
+			continue;
 		seq_write_begin(&k->sk_seq);
 		key_clear(k);
 		seq_write_end(&k->sk_seq);
 	}
-	atomic_store(&s->shm_hdr->sh_keys_high, 0);
-	shm_unlock(s);
 }
 
 /*

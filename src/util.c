@@ -131,18 +131,6 @@ mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
-int
-path_join(char *out, size_t outsz, const char *dir, const char *name)
-{
-	int	 n;
-
-	if (name[0] == '/' || dir[0] == '\0')
-		n = snprintf(out, outsz, "%s", name);
-	else
-		n = snprintf(out, outsz, "%s/%s", dir, name);
-	return (n < 0 || (size_t)n >= outsz) ? -1 : 0;
-}
-
 size_t
 strlcpy_qr(char *dst, const char *src, size_t dsize)
 {
@@ -203,6 +191,19 @@ pct_decode(const char *s, size_t n, char *out, size_t outsz)
 	return (int)o;
 }
 
+/* ISO 8601 UTC ("2026-11-26T14:27:19Z"); NULL for t <= 0 ("never"). */
+const char *
+fmt_iso8601(int64_t t, char out[32])
+{
+	struct tm	 tm;
+	time_t		 tt = (time_t)t;
+
+	if (t <= 0 || gmtime_r(&tt, &tm) == NULL)
+		return NULL;
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return out;
+}
+
 void
 fmt_rfc1123(time_t t, char out[40])
 {
@@ -212,15 +213,3 @@ fmt_rfc1123(time_t t, char out[40])
 	strftime(out, 40, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-int
-json_reply_str(struct buf *b, struct json_object *o)
-{
-	size_t		 n;
-	const char	*s;
-
-	s = json_object_to_json_string_length(o,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-	if (s == NULL)
-		return -1;
-	return buf_append(b, s, n);
-}

@@ -288,7 +288,6 @@ conn_release_request(struct conn *c)
 	c->co_status = 0;
 	c->co_resp_bytes = 0;
 	c->co_key_id = 0;
-	c->co_sent_continue = 0;
 }
 
 static void
@@ -518,7 +517,9 @@ conn_parse(struct conn *c)
 		c->co_keep_alive = q->rq_keep_alive && !W.draining;
 		atomic_fetch_add(&shm_proc_self()->sp_bytes_in, (uint64_t)r);
 
-		if (q->rq_content_length > (int64_t)W.cf->cf_max_body) {
+		/* over max_body is refused before anything else is asked */
+		c->co_body_max = W.cf->cf_max_body;
+		if (q->rq_content_length > (int64_t)c->co_body_max) {
 			conn_fail(c, 413);
 			return 1;
 		}
@@ -526,20 +527,24 @@ conn_parse(struct conn *c)
 			c->co_state = CS_BODY;
 			http_chunked_init(&c->co_chunked);
 			timer_set(c, TL_BODY);
-			if (router_gate(c) == -1)
-				return 1;	/* refused before the body */
-			if (q->rq_expect_continue &&
-			    buf_unread_len(&c->co_in) == 0) {
-				buf_puts(&c->co_out,
-				    "HTTP/1.1 100 Continue\r\n\r\n");
-				c->co_sent_continue = 1;
-			}
+		} else {
+			c->co_state = CS_HANDLING;
+			timer_del(c);
+		}
+		/* the gate answers from the head alone, and may lower the
+		 * body limit (the login body, taken without a session) */
+		if (router_gate(c) == -1)
+			return 1;	/* refused before any body */
+		if (q->rq_content_length > (int64_t)c->co_body_max) {
+			conn_fail(c, 413);
 			return 1;
 		}
-		c->co_state = CS_HANDLING;
-		timer_del(c);
-		if (router_gate(c) == 0)
+		if (c->co_state == CS_HANDLING) {
 			router_dispatch(c);
+			return 1;
+		}
+		if (q->rq_expect_continue && buf_unread_len(&c->co_in) == 0)
+			buf_puts(&c->co_out, "HTTP/1.1 100 Continue\r\n\r\n");
 		return 1;
 	}
 
@@ -550,7 +555,7 @@ conn_parse(struct conn *c)
 		if (len == 0)
 			return 0;
 		r = http_chunked_feed(&c->co_chunked, buf_unread(&c->co_in),
-		    len, &consumed, &c->co_body, W.cf->cf_max_body);
+		    len, &consumed, &c->co_body, c->co_body_max);
 		buf_consume(&c->co_in, consumed);
 		atomic_fetch_add(&shm_proc_self()->sp_bytes_in, consumed);
 		if (r < 0) {

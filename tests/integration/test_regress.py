@@ -4,12 +4,15 @@
 - a decoded control byte in a static path could forge daemon log lines;
 - after 100 Continue the body wait used send_timeout, not body_timeout;
 - a SIGTERM that reached the refresher during a sweep waited for the
-  next tick (5 s) instead of stopping it at once."""
+  next tick (5 s) instead of stopping it at once;
+- qrelayctl stop/reload signalled whatever process now had the pid of a
+  stale pid file (left by a crash), not only qrelayd."""
 
 import os
 import re
 import signal
 import sqlite3
+import subprocess
 import time
 
 from qrtest import (Daemon, check, eq, proc_alive, wait_for)
@@ -91,3 +94,24 @@ def test_refresher_stops_at_once_when_told_mid_sweep():
     check(dt < 2.0, "refresher told to stop during a sweep exited %.1fs "
           "after the sweep ended" % dt)
     eq(d.get("/healthz").status, 200, "/healthz afterwards")
+
+
+def test_ctl_never_signals_a_stranger_with_a_stale_pid():
+    d = Daemon(workers=1, start=False)
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(d.pid_file, "w") as f:
+            f.write("%d\n" % victim.pid)
+        for cmd in ("stop", "reload"):
+            r = d.ctl(cmd)
+            eq(r.returncode, 1, "qrelayctl %s with a stale pid file (%s)"
+               % (cmd, r.stderr.strip()))
+            time.sleep(0.2)
+            check(victim.poll() is None, "qrelayctl %s killed pid %d, "
+                  "which is not qrelayd" % (cmd, victim.pid))
+        r = d.ctl("status")
+        eq(r.returncode, 1, "qrelayctl status with a stale pid file")
+        check("running no" in r.stdout, "status: %r" % r.stdout)
+    finally:
+        victim.kill()
+        victim.wait()

@@ -130,3 +130,22 @@ def test_no_body_is_held_for_a_caller_without_credentials():
             check(c.wait_closed(3), "%s %s: connection kept open for a "
                   "body that will never be read" % (method, path))
     check(d.healthy(), "daemon unhealthy after refused bodies")
+
+
+def test_login_body_is_capped_chunked_too():
+    """The one body taken without a session (login) stays small however
+    it is framed."""
+    d = Daemon()
+    chunk = b"400\r\n" + b" " * 0x400 + b"\r\n"
+    with d.conn(timeout=5) as c:
+        c.send(build_request("POST", "/v2/auth/login",
+                             [("Content-Type", "application/json"),
+                              ("Transfer-Encoding", "chunked")])
+               + chunk * 8 + b"0\r\n\r\n")
+        r = c.read_response(timeout=5)
+    eq(r.status, 413, "chunked login body of 8 KB")
+    r = d.request("POST", "/v2/auth/login",
+                  {"Content-Type": "application/json",
+                   "Content-Length": "5000"}, " " * 5000)
+    eq(r.status, 413, "login body of 5000 bytes (Content-Length)")
+    check(d.login(), "a normal login still works")

@@ -4,6 +4,7 @@
  * directory.
  */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -286,6 +287,116 @@ Test(db, keys_load_shm)
 	cr_assert_eq(db_keys_load_shm(db, &s), -1);
 	cr_assert_eq(shm_key_lookup(&s, h[1]), id[1]);
 	cr_assert_eq(shm_key_lookup(&s, h[2]), id[2]);
+	shm_destroy(&s);
+	db_close(db);
+}
+
+/*
+ * A reload (SIGUSR2, qrelayctl key add) rebuilds the key slots while
+ * workers look keys up: a key that is in the database before and after
+ * must never be missing in between, or its client gets a 401.
+ */
+#define RELOAD_KEYS	200
+#define RELOADS		300
+#define RACE_KEYS	1000
+
+Test(db, keys_reload_never_drops_live_key)
+{
+	sqlite3		*db = open_migrated();
+	struct shm	 s;
+	unsigned char	 h[32];
+	int64_t		 id = -1, got;
+	long		 lookups = 0, misses = 0;
+	pid_t		 pid;
+	int		 i, st, done;
+
+	cr_assert_eq(shm_create(&s, 4, RELOAD_KEYS), 0);
+	for (i = 0; i < RELOAD_KEYS; i++) {
+		memset(h, 0, sizeof(h));
+		memcpy(h, &i, sizeof(i));
+		h[31] = 0x5a;
+		cr_assert_gt(id = db_key_add(db, "k", h, "sk-qr-x"), 0);
+	}
+	/* h and id: the last key, in the slot filled last */
+	cr_assert_eq(db_keys_load_shm(db, &s), 0);
+	cr_assert_eq(shm_key_lookup(&s, h), id);
+
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		sqlite3	*cdb = db_open(tpath);
+
+		for (i = 0; i < RELOADS && cdb != NULL; i++)
+			if (db_keys_load_shm(cdb, &s) == -1)
+				_exit(1);
+		_exit(cdb != NULL ? 0 : 2);
+	}
+	do {
+		done = waitpid(pid, &st, WNOHANG) == pid;
+		got = shm_key_lookup(&s, h);
+		lookups++;
+		if (got != id)
+			misses++;
+	} while (!done);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	cr_expect_eq(misses, 0, "a live key was missing in %ld of %ld lookups "
+	    "during reloads", misses, lookups);
+	cr_assert_eq(shm_key_lookup(&s, h), id);
+	shm_destroy(&s);
+	db_close(db);
+}
+
+/*
+ * A worker adds or deletes a key (database, then slot) while a reload
+ * runs: the reload must not undo it with its older view of the table,
+ * neither dropping a key just added nor bringing back a key just deleted.
+ */
+Test(db, keys_reload_keeps_concurrent_add_delete)
+{
+	sqlite3		*db = open_migrated();
+	struct shm	 s;
+	unsigned char	 h[32];
+	int64_t		 id;
+	long		 cycles = 0, missing = 0, stale = 0;
+	pid_t		 pid;
+	int		 i, st;
+
+	cr_assert_eq(shm_create(&s, 4, 2 * RACE_KEYS), 0);
+	for (i = 0; i < RACE_KEYS; i++) {
+		memset(h, 0, sizeof(h));
+		memcpy(h, &i, sizeof(i));
+		cr_assert_gt(db_key_add(db, "k", h, "sk-qr-x"), 0);
+	}
+	cr_assert_eq(db_keys_load_shm(db, &s), 0);
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		sqlite3	*cdb = db_open(tpath);
+
+		for (i = 0; i < RELOADS && cdb != NULL; i++)
+			if (db_keys_load_shm(cdb, &s) == -1)
+				_exit(1);
+		_exit(cdb != NULL ? 0 : 2);
+	}
+	for (i = 0; waitpid(pid, &st, WNOHANG) != pid; i++) {
+		/* what admin_keys_add and admin_keys_delete do */
+		memset(h, 0xee, sizeof(h));
+		memcpy(h, &i, sizeof(i));
+		cr_assert_gt(id = db_key_add(db, "x", h, "sk-qr-y"), 0);
+		cr_assert_eq(shm_key_add(&s, id, h, "sk-qr-y"), 0);
+		if (shm_key_lookup(&s, h) != id)
+			missing++;
+		cr_assert_eq(db_key_delete(db, id), 1);
+		(void)shm_key_remove(&s, id);
+		cycles++;
+	}
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	for (i = 0; i < 2 * RACE_KEYS; i++)
+		if (s.shm_keys[i].sk_used && s.shm_keys[i].sk_id > RACE_KEYS)
+			stale++;
+	cr_expect_eq(missing, 0, "a key just added was missing %ld times in "
+	    "%ld cycles", missing, cycles);
+	cr_expect_eq(stale, 0, "%ld deleted keys still valid", stale);
 	shm_destroy(&s);
 	db_close(db);
 }

@@ -75,6 +75,11 @@ Test(proc, pidfile_roundtrip)
 
 	cr_assert_eq(proc_pidfile_read(pidpath), 0, "no file yet");
 	cr_assert_eq(proc_pidfile_write(pidpath), 0);
+	/* a live process that is not qrelayd does not count ... */
+	prctl(PR_SET_NAME, "test_proc");
+	cr_assert_eq(proc_pidfile_read(pidpath), 0, "a stranger's pid");
+	/* ... one named qrelayd does */
+	prctl(PR_SET_NAME, "qrelayd-master");
 	cr_assert_eq(proc_pidfile_read(pidpath), getpid());
 	cr_assert_eq(stat(pidpath, &st), 0);
 	cr_assert_eq(st.st_mode & 07777, 0644);
@@ -118,6 +123,7 @@ Test(proc, pidfile_stale_and_garbage)
 	write_file(pidpath, line);
 	cr_assert_eq(proc_pidfile_read(pidpath), 0);
 	/* no trailing newline is fine */
+	prctl(PR_SET_NAME, "qrelayd-master");
 	snprintf(line, sizeof(line), "%ld", (long)getpid());
 	write_file(pidpath, line);
 	cr_assert_eq(proc_pidfile_read(pidpath), getpid());

@@ -137,12 +137,50 @@ Test(shm, keys_full_and_clear)
 	mkhash(h, 11);
 	cr_assert_eq(shm_key_lookup(&S, h), -1, "old hash of 101 is gone");
 
-	shm_keys_clear(&S);
-	cr_assert_eq(S.shm_hdr->sh_keys_high, 0);
+	/* retaining none empties the table; freed slots are reused */
+	shm_lock(&S);
+	shm_keys_retain_locked(&S, NULL, 0);
+	shm_unlock(&S);
 	mkhash(h, 10);
 	cr_assert_eq(shm_key_lookup(&S, h), -1);
 	cr_assert_eq(shm_key_add(&S, 300, h, "p"), 0);
 	cr_assert_eq(shm_key_lookup(&S, h), 300);
+	cr_assert_eq(S.shm_hdr->sh_keys_high, 4, "a freed slot was reused");
+}
+
+Test(shm, keys_retain)
+{
+	static const int64_t	 keep[] = { 101, 103 };
+	unsigned char		 h[32];
+	int			 i;
+
+	for (i = 0; i < 4; i++) {
+		mkhash(h, 10 + i);
+		cr_assert_eq(shm_key_add(&S, 100 + i, h, "p"), 0);
+	}
+	shm_lock(&S);
+	shm_keys_retain_locked(&S, keep, nitems(keep));
+	shm_unlock(&S);
+	for (i = 0; i < 4; i++) {
+		mkhash(h, 10 + i);
+		cr_assert_eq(shm_key_lookup(&S, h), i == 1 || i == 3 ?
+		    100 + i : -1, "key %d", 100 + i);
+	}
+	for (i = 0; i < 4; i++)
+		cr_assert_eq(S.shm_keys[i].sk_seq % 2, 0);
+	/* the freed slots take new keys */
+	mkhash(h, 60);
+	cr_assert_eq(shm_key_add(&S, 200, h, "p"), 0);
+	mkhash(h, 61);
+	cr_assert_eq(shm_key_add(&S, 201, h, "p"), 0);
+	cr_assert_eq(shm_key_lookup(&S, h), 201);
+	/* nothing kept: every slot freed */
+	shm_lock(&S);
+	shm_keys_retain_locked(&S, NULL, 0);
+	shm_unlock(&S);
+	cr_assert_eq(shm_key_lookup(&S, h), -1);
+	mkhash(h, 13);
+	cr_assert_eq(shm_key_lookup(&S, h), -1);
 }
 
 Test(shm, acct_read_write)
