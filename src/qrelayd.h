@@ -88,10 +88,8 @@ int64_t	 now_ms(void);			/* CLOCK_MONOTONIC */
 int64_t	 now_us(void);			/* CLOCK_MONOTONIC */
 time_t	 now_wall(void);		/* time(NULL) */
 int	 set_nonblock(int);
-int	 set_cloexec(int);
 int	 random_bytes(void *, size_t);	/* getrandom(2), 0 or -1 */
 void	 hex_encode(const unsigned char *, size_t, char *);	/* 2n+1 */
-int	 sha256_hex(const void *, size_t, char out[65]);
 int	 ct_equal(const void *, const void *, size_t);	/* CRYPTO_memcmp */
 int	 mkdir_p(const char *, mode_t);
 size_t	 strlcpy_qr(char *, const char *, size_t);

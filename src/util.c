@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "qrelayd.h"
 
@@ -51,16 +50,6 @@ set_nonblock(int fd)
 }
 
 int
-set_cloexec(int fd)
-{
-	int	 fl;
-
-	if ((fl = fcntl(fd, F_GETFD)) == -1)
-		return -1;
-	return fcntl(fd, F_SETFD, fl | FD_CLOEXEC) == -1 ? -1 : 0;
-}
-
-int
 random_bytes(void *p, size_t n)
 {
 	unsigned char	*c = p;
@@ -89,18 +78,6 @@ hex_encode(const unsigned char *in, size_t n, char *out)
 		out[2 * i + 1] = hex[in[i] & 0xf];
 	}
 	out[2 * n] = '\0';
-}
-
-int
-sha256_hex(const void *p, size_t n, char out[65])
-{
-	unsigned char	 md[32];
-	unsigned int	 mdlen = sizeof(md);
-
-	if (EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL) != 1)
-		return -1;
-	hex_encode(md, sizeof(md), out);
-	return 0;
 }
 
 int
