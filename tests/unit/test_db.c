@@ -300,6 +300,27 @@ Test(db, keys_load_shm)
 #define RELOADS		300
 #define RACE_KEYS	1000
 
+/* A child that reloads the key slots RELOADS times from its own
+ * connection, as the master does on SIGUSR2; exits 0 when all went. */
+static pid_t
+fork_reloader(struct shm *s)
+{
+	pid_t	 pid;
+	int	 i;
+
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		sqlite3	*cdb = db_open(tpath);
+
+		for (i = 0; i < RELOADS && cdb != NULL; i++)
+			if (db_keys_load_shm(cdb, s) == -1)
+				_exit(1);
+		_exit(cdb != NULL ? 0 : 2);
+	}
+	return pid;
+}
+
 Test(db, keys_reload_never_drops_live_key)
 {
 	sqlite3		*db = open_migrated();
@@ -321,16 +342,7 @@ Test(db, keys_reload_never_drops_live_key)
 	cr_assert_eq(db_keys_load_shm(db, &s), 0);
 	cr_assert_eq(shm_key_lookup(&s, h), id);
 
-	pid = fork();
-	cr_assert_neq(pid, -1);
-	if (pid == 0) {
-		sqlite3	*cdb = db_open(tpath);
-
-		for (i = 0; i < RELOADS && cdb != NULL; i++)
-			if (db_keys_load_shm(cdb, &s) == -1)
-				_exit(1);
-		_exit(cdb != NULL ? 0 : 2);
-	}
+	pid = fork_reloader(&s);
 	do {
 		done = waitpid(pid, &st, WNOHANG) == pid;
 		got = shm_key_lookup(&s, h);
@@ -368,16 +380,7 @@ Test(db, keys_reload_keeps_concurrent_add_delete)
 		cr_assert_gt(db_key_add(db, "k", h, "sk-qr-x"), 0);
 	}
 	cr_assert_eq(db_keys_load_shm(db, &s), 0);
-	pid = fork();
-	cr_assert_neq(pid, -1);
-	if (pid == 0) {
-		sqlite3	*cdb = db_open(tpath);
-
-		for (i = 0; i < RELOADS && cdb != NULL; i++)
-			if (db_keys_load_shm(cdb, &s) == -1)
-				_exit(1);
-		_exit(cdb != NULL ? 0 : 2);
-	}
+	pid = fork_reloader(&s);
 	for (i = 0; waitpid(pid, &st, WNOHANG) != pid; i++) {
 		/* what admin_keys_add and admin_keys_delete do */
 		memset(h, 0xee, sizeof(h));
