@@ -355,12 +355,16 @@ class Daemon:
     """One qrelayd under test.
 
     Daemon(workers=2, limits={...}, top={...}, www=path, env={...},
-           log_file=False, start=True)
+           log_file=False, start=True, upstream=None)
+
+    upstream: a qrfake.FakeUpstream or a base URL ("http://127.0.0.1:P");
+    the config then points q_endpoint, oidc_endpoint and
+    kiro_auth_endpoint at it.
     """
 
     def __init__(self, workers=2, limits=None, top=None, www=None, env=None,
                  log_file=False, start=True, port=None, tmp=None,
-                 nofile=None):
+                 nofile=None, upstream=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="qrtest-")
         os.chmod(self.tmp, 0o755)
         self.port = port or free_port()
@@ -378,6 +382,7 @@ class Daemon:
         self.top = dict(top or {})
         self.extra_env = dict(env or {})
         self.nofile = nofile        # RLIMIT_NOFILE for the daemon, or None
+        self.upstream = upstream    # FakeUpstream, URL or None
         self.proc = None
         self.pid = None
         self._stderr = None
@@ -397,8 +402,19 @@ class Daemon:
         }
         if self.log_path:
             top["log_file"] = self.log_path
+        if self.upstream is not None:
+            url = str(getattr(self.upstream, "url", self.upstream))
+            top["upstream"] = {"q_endpoint": url, "oidc_endpoint": url,
+                               "kiro_auth_endpoint": url}
         top.update(self.top)
         top.update(over.pop("top", {}))
+        if self.upstream is not None and \
+                isinstance(top.get("upstream"), dict):
+            # top= may add upstream keys (timeouts); keep the endpoints
+            merged = {"q_endpoint": url, "oidc_endpoint": url,
+                      "kiro_auth_endpoint": url}
+            merged.update(top["upstream"])
+            top["upstream"] = merged
         limits = dict(self.limits)
         limits.update(over.pop("limits", {}))
         lines = ["# written by tests/integration/qrtest.py"]
