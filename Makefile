@@ -30,15 +30,17 @@ LIBS_ALL = $(DEP_LIBS) -lpthread -lm
 # Library objects: everything but the two mains.
 LIB_SRCS = src/log.c src/util.c src/buf.c src/config.c src/proc.c src/shm.c \
            src/http.c src/worker.c src/router.c src/static.c src/auth.c \
-           src/admin.c src/db.c src/logger.c src/refresher.c
-LIB_OBJS = $(LIB_SRCS:src/%.c=$(O)/%.o)
+           src/admin.c src/db.c src/logger.c src/refresher.c src/secret.c \
+           src/pool.c src/oidc.c src/kiro.c src/upstream.c src/relay.c \
+           src/qreq.c src/openai.c src/anthropic.c src/eventstream.c src/tokens.c
+LIB_OBJS = $(LIB_SRCS:src/%.c=$(O)/%.o) $(O)/tokens-data.o
 HDRS     = $(wildcard src/*.h)
 
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 
 .PHONY: all deps run check check-unit check-integration check-man check-valgrind \
-        unit-bins fuzz bench \
+        check-tokenizer npm-clients unit-bins fuzz bench \
         install clean distclean
 all: $(O)/qrelayd $(O)/qrelayctl
 
@@ -55,6 +57,11 @@ Q = $(if $(V),,@)
 $(O)/%.o: src/%.c $(HDRS) config.mk | $(O)/.dir
 	@$(if $(V),true,echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The tokenizer's vocabulary, embedded with .incbin (paths from the top).
+$(O)/tokens-data.o: src/tokens-data.S src/claude-tokenizer.json | $(O)/.dir
+	@$(if $(V),true,echo "  AS      $@")
+	$(Q)$(CC) -c -o $@ $<
 
 $(O)/libqr.a: $(LIB_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -85,6 +92,8 @@ check:
 	$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-20}
 	$(MAKE) check-valgrind
 	$(MAKE) O=obj-asan SAN=1 check-unit
+	$(MAKE) check-tokenizer
+	$(MAKE) npm-clients
 	$(MAKE) O=obj-asan SAN=1 check-integration
 
 unit-bins: $(UNIT_BINS)
@@ -110,6 +119,22 @@ check-valgrind: $(VALGRIND_TESTS:%=src/tests/%)
 check-integration: $(O)/qrelayd $(O)/qrelayctl
 	QRELAYD=$(O)/qrelayd QRELAYCTL=$(O)/qrelayctl python3 tests/integration/run.py
 
+# Our tokenizer against the npm package it re-creates, over a corpus.
+check-tokenizer: $(O)/tests/tokcount
+	cd tests/tokenizer && npm ci --no-audit --no-fund --loglevel=error
+	TOKCOUNT=$(abspath $(O)/tests/tokcount) tests/tokenizer/compare.sh
+
+# The real client packages the integration suite drives (openai,
+# @anthropic-ai/sdk, Claude Code), installed before the watchdog runs.
+npm-clients:
+	cd tests/clients && npm ci --no-audit --no-fund --loglevel=error
+
+# Drivers built like the unit tests, for the tokenizer check and bench.
+$(O)/tests/tokcount: tests/tokenizer/tokcount.c $(O)/libqr.a $(HDRS)
+	$(Q)$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS_ALL) -o $@ $< $(O)/libqr.a $(LIBS_ALL)
+$(O)/tests/%bench: tests/bench/%bench.c $(O)/libqr.a $(HDRS)
+	$(Q)$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS_ALL) -o $@ $< $(O)/libqr.a $(LIBS_ALL)
+
 check-man:
 	@for m in man/*.[58]; do mandoc -Tlint -W warning $$m || exit 1; done; echo "man pages: mandoc -Tlint clean"
 
@@ -117,10 +142,16 @@ check-man:
 FUZZ_SECONDS ?= 60
 FUZZ_CC = clang
 FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $(DEP_CFLAGS)
-fuzz: obj-fuzz/fuzz_http
-	@mkdir -p obj-fuzz/corpus-http
+fuzz: obj-fuzz/fuzz_http obj-fuzz/fuzz_eventstream
+	@mkdir -p obj-fuzz/corpus-http obj-fuzz/corpus-eventstream
 	obj-fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 		obj-fuzz/corpus-http tests/fuzz/seeds-http
+	obj-fuzz/fuzz_eventstream -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+		obj-fuzz/corpus-eventstream tests/fuzz/seeds-eventstream
+
+obj-fuzz/fuzz_eventstream: tests/fuzz/fuzz_eventstream.c src/eventstream.c src/buf.c src/util.c src/log.c $(HDRS)
+	@mkdir -p obj-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_eventstream.c src/eventstream.c src/buf.c src/util.c src/log.c $(DEP_LIBS)
 
 obj-fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c src/buf.c src/util.c $(HDRS)
 	@mkdir -p obj-fuzz

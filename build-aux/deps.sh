@@ -22,6 +22,8 @@ need libjson-c-dev pc json-c
 need libsqlite3-dev pc sqlite3
 need libconfig-dev pc libconfig
 need libcrypt-dev pc libcrypt
+need zlib1g-dev pc zlib
+need libutf8proc-dev pc libutf8proc
 if [ "$want" = check ] || [ "$want" = bench ]; then
 	need libcriterion-dev pc criterion
 	need python3 has python3
@@ -30,6 +32,8 @@ if [ "$want" = check ] || [ "$want" = bench ]; then
 	need procps has ps
 	need sqlite3 has sqlite3
 	need valgrind has valgrind
+	need nodejs has node
+	need npm has npm
 	need clang has clang
 	need libclang-rt-14-dev test -e /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
 fi

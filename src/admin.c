@@ -1,12 +1,17 @@
 /*
- * admin.c - the /v2 admin API: login and sessions, status, client keys.
+ * admin.c - the /v2 admin API: login and sessions, status, client keys,
+ * upstream accounts.
  *
  * Runs inside a worker, called by the router for every path under /v2/.
  * It reads the shared table for live figures (processes, accounts, key
  * usage) and uses the worker's own SQLite connection for what is durable
  * (password hash, sessions, keys). A key added or deleted here goes to
  * SQLite first and then to the shared table, so every worker honours the
- * change on /v1 at once without a reload.
+ * change on /v1 at once without a reload. Accounts go the same way;
+ * their secrets are encrypted (secret.c) before they reach SQLite, and
+ * no answer ever carries more of a secret than its first characters.
+ * Renewals are the refresher's: a new account or a refresh request
+ * flags the slot and wakes it, and the answer does not wait for it.
  *
  * Every route but login needs an admin session. Login is throttled in
  * the shared table before the password is hashed: the hash costs tens of
@@ -38,7 +43,8 @@
 
 #define M(m)			(1u << (m))
 
-enum admin_route { R_LOGIN, R_LOGOUT, R_PASSWORD, R_STATUS, R_KEYS, R_KEY };
+enum admin_route { R_LOGIN, R_LOGOUT, R_PASSWORD, R_STATUS, R_KEYS, R_KEY,
+	R_ACCOUNTS, R_ACCOUNT, R_ACCOUNT_REFRESH };
 
 struct admin_req {
 	struct conn	*ar_c;
@@ -54,9 +60,15 @@ static void	admin_status(struct admin_req *);
 static void	admin_keys_list(struct admin_req *);
 static void	admin_keys_add(struct admin_req *);
 static void	admin_keys_delete(struct admin_req *);
+static void	admin_accounts_list(struct admin_req *);
+static void	admin_accounts_add(struct admin_req *);
+static void	admin_account_get(struct admin_req *);
+static void	admin_account_patch(struct admin_req *);
+static void	admin_account_delete(struct admin_req *);
+static void	admin_account_refresh(struct admin_req *);
 
 static const struct admin_path {
-	const char	*ap_path;	/* a trailing '/' takes one ":id" */
+	const char	*ap_path;	/* ":id" stands for one path segment */
 	int		 ap_route;
 	unsigned	 ap_methods;
 	const char	*ap_allow;
@@ -68,7 +80,13 @@ static const struct admin_path {
 	{ "/v2/status", R_STATUS, M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD", 1 },
 	{ "/v2/keys", R_KEYS, M(HTTP_GET) | M(HTTP_HEAD) | M(HTTP_POST),
 	    "GET, HEAD, POST", 1 },
-	{ "/v2/keys/", R_KEY, M(HTTP_DELETE), "DELETE", 1 },
+	{ "/v2/keys/:id", R_KEY, M(HTTP_DELETE), "DELETE", 1 },
+	{ "/v2/accounts", R_ACCOUNTS, M(HTTP_GET) | M(HTTP_HEAD) |
+	    M(HTTP_POST), "GET, HEAD, POST", 1 },
+	{ "/v2/accounts/:id", R_ACCOUNT, M(HTTP_GET) | M(HTTP_HEAD) |
+	    M(HTTP_PATCH) | M(HTTP_DELETE), "GET, HEAD, PATCH, DELETE", 1 },
+	{ "/v2/accounts/:id/refresh", R_ACCOUNT_REFRESH, M(HTTP_POST),
+	    "POST", 1 },
 };
 
 static void
@@ -587,8 +605,10 @@ admin_keys_list_cb(const struct db_key *k, void *arg)
 	return json_object_array_add(arg, o) == 0 ? 0 : -1;
 }
 
+/* {"<name>": [...]}, the array filled by fill (0 ok). */
 static void
-admin_keys_list(struct admin_req *ar)
+admin_list(struct admin_req *ar, const char *name,
+    int (*fill)(struct json_object *))
 {
 	struct json_object	*o, *a;
 
@@ -598,13 +618,25 @@ admin_keys_list(struct admin_req *ar)
 		admin_oom(ar->ar_c);
 		return;
 	}
-	json_object_object_add(o, "keys", a);
-	if (db_key_list(qr_wctx->wc_db, admin_keys_list_cb, a) != 0) {
+	json_object_object_add(o, name, a);
+	if (fill(a) != 0) {
 		json_object_put(o);
 		admin_dberr(ar->ar_c);
 		return;
 	}
 	conn_respond_json(ar->ar_c, 200, o, "Cache-Control: no-store\r\n");
+}
+
+static int
+admin_keys_fill(struct json_object *a)
+{
+	return db_key_list(qr_wctx->wc_db, admin_keys_list_cb, a);
+}
+
+static void
+admin_keys_list(struct admin_req *ar)
+{
+	admin_list(ar, "keys", admin_keys_fill);
 }
 
 static void
@@ -659,17 +691,28 @@ admin_keys_add(struct admin_req *ar)
 	json_object_put(body);
 }
 
-static void
-admin_keys_delete(struct admin_req *ar)
+/* The ":id" of the path, or -1 when it cannot be an id. */
+static int64_t
+admin_arg_id(const struct admin_req *ar)
 {
 	const char	*s = ar->ar_arg;
 	char		*end;
 	long long	 id;
-	int		 r;
 
 	errno = 0;
 	id = strtoll(s, &end, 10);
-	if (*s < '1' || *s > '9' || *end != '\0' || errno != 0) {
+	if (*s < '1' || *s > '9' || *end != '\0' || errno != 0)
+		return -1;
+	return id;
+}
+
+static void
+admin_keys_delete(struct admin_req *ar)
+{
+	long long	 id;
+	int		 r;
+
+	if ((id = admin_arg_id(ar)) == -1) {
 		router_error_hdr(ar->ar_c, 404, "not_found", "no such key", NULL);
 		return;
 	}
@@ -687,29 +730,473 @@ admin_keys_delete(struct admin_req *ar)
 	conn_respond(ar->ar_c, 204, NULL, NULL, 0, NULL);
 }
 
+/* ---- accounts ---- */
+
+/* The live view of account id, when it has a slot: token zeroed. */
+static int
+admin_account_live(int64_t id, struct shm_acct *out)
+{
+	int	 slot;
+
+	if ((slot = shm_acct_find(qr_shm, id)) == -1 ||
+	    shm_acct_read(qr_shm, (uint32_t)slot, out) == -1 ||
+	    out->sa_id != id)
+		return -1;
+	explicit_bzero(out->sa_token, sizeof(out->sa_token));
+	return slot;
+}
+
+static struct json_object *
+admin_str_or_null(const char *s)
+{
+	return *s != '\0' ? json_object_new_string(s) : NULL;
+}
+
+static struct json_object *
+admin_account_json(const struct db_account *a)
+{
+	struct json_object	*o;
+	struct shm_acct		 live;
+	int64_t			 now = now_wall(), expires = a->a_expires;
+	int			 slot, ready = 0;
+	const char		*state = a->a_state, *err = a->a_last_error;
+
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	/* the shared table is live, the database lags: prefer the former */
+	if ((slot = admin_account_live(a->a_id, &live)) != -1) {
+		state = shm_acct_state_name(live.sa_state);
+		expires = live.sa_expires;
+		ready = live.sa_state == ACCT_ENABLED &&
+		    live.sa_expires > now + 60;
+		if (live.sa_last_error[0] != '\0')
+			err = live.sa_last_error;
+	}
+	admin_add_int(o, "id", a->a_id);
+	json_object_object_add(o, "type", json_object_new_string(a->a_type));
+	json_object_object_add(o, "label", json_object_new_string(a->a_label));
+	json_object_object_add(o, "enabled",
+	    json_object_new_boolean(a->a_enabled));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "ready", json_object_new_boolean(ready));
+	json_object_object_add(o, "expiresAt", admin_time(expires));
+	json_object_object_add(o, "lastError", admin_str_or_null(err));
+	json_object_object_add(o, "region", admin_str_or_null(a->a_region));
+	json_object_object_add(o, "profileArn",
+	    admin_str_or_null(a->a_profile_arn));
+	json_object_object_add(o, "clientId",
+	    admin_str_or_null(a->a_client_id));
+	/* hints only: the first characters and an ellipsis */
+	json_object_object_add(o, "refreshToken",
+	    admin_str_or_null(a->a_refresh_hint));
+	json_object_object_add(o, "clientSecret",
+	    admin_str_or_null(a->a_secret_hint));
+	json_object_object_add(o, "lastRefreshAt",
+	    admin_time(a->a_last_refresh));
+	json_object_object_add(o, "createdAt", admin_time(a->a_created));
+	json_object_object_add(o, "updatedAt", admin_time(a->a_updated));
+	admin_add_int(o, "requests", slot != -1 ?
+	    (int64_t)atomic_load(&live.sa_requests) : 0);
+	admin_add_int(o, "errors", slot != -1 ?
+	    (int64_t)atomic_load(&live.sa_errors) : 0);
+	admin_add_int(o, "inflight", slot != -1 ?
+	    atomic_load(&live.sa_inflight) : 0);
+	return o;
+}
+
+static int
+admin_accounts_list_cb(const struct db_account *a, void *arg)
+{
+	struct json_object	*o;
+
+	if ((o = admin_account_json(a)) == NULL)
+		return -1;
+	return json_object_array_add(arg, o) == 0 ? 0 : -1;
+}
+
+static int
+admin_accounts_fill(struct json_object *a)
+{
+	return db_account_list(qr_wctx->wc_db, admin_accounts_list_cb, a);
+}
+
+static void
+admin_accounts_list(struct admin_req *ar)
+{
+	admin_list(ar, "accounts", admin_accounts_fill);
+}
+
+/* Member name of o: absent -> NULL with *bad 0; not a string (or with a
+ * NUL in it) -> NULL after answering 400, *bad 1. */
+static const char *
+admin_opt_str(struct conn *c, struct json_object *o, const char *name,
+    int *bad)
+{
+	struct json_object	*v;
+
+	*bad = 0;
+	if (!json_object_object_get_ex(o, name, &v) ||
+	    json_object_is_type(v, json_type_null))
+		return NULL;
+	if (admin_str(c, o, name) == NULL) {
+		*bad = 1;
+		return NULL;
+	}
+	return json_object_get_string(v);
+}
+
+static void
+admin_bad(struct conn *c, const char *msg)
+{
+	router_error_hdr(c, 400, "invalid_request", msg, NULL);
+}
+
+/* The slot of a new or changed account, from its database row. */
+static int
+admin_account_to_shm(const struct db_account *a)
+{
+	struct shm_acct_meta	 m;
+
+	memset(&m, 0, sizeof(m));
+	m.am_id = a->a_id;
+	m.am_state = a->a_enabled ? ACCT_ENABLED : ACCT_DISABLED;
+	m.am_label = a->a_label;
+	m.am_region = a->a_region;
+	m.am_profile_arn = a->a_profile_arn;
+	return shm_acct_put(qr_shm, &m, NULL, 0);
+}
+
+static void
+admin_accounts_add(struct admin_req *ar)
+{
+	struct conn		*c = ar->ar_c;
+	struct json_object	*body, *v, *o;
+	struct db_account_new	 an;
+	struct db_account	 a;
+	sqlite3			*db = qr_wctx->wc_db;
+	int64_t			 id;
+	int			 bad, slot;
+
+	if ((body = admin_body(c)) == NULL)
+		return;
+	memset(&an, 0, sizeof(an));
+	an.an_enabled = 1;
+	if ((an.an_type = admin_str(c, body, "type")) == NULL)
+		goto done;
+	if (strcmp(an.an_type, "idc") != 0 &&
+	    strcmp(an.an_type, "social") != 0) {
+		admin_bad(c, "\"type\" must be \"idc\" or \"social\"");
+		goto done;
+	}
+	if ((an.an_label = admin_opt_str(c, body, "label", &bad)) == NULL &&
+	    bad)
+		goto done;
+	if ((an.an_region = admin_opt_str(c, body, "region", &bad)) == NULL &&
+	    bad)
+		goto done;
+	if ((an.an_profile_arn = admin_opt_str(c, body, "profileArn",
+	    &bad)) == NULL && bad)
+		goto done;
+	if ((an.an_client_id = admin_opt_str(c, body, "clientId", &bad)) ==
+	    NULL && bad)
+		goto done;
+	if ((an.an_client_secret = admin_opt_str(c, body, "clientSecret",
+	    &bad)) == NULL && bad)
+		goto done;
+	if ((an.an_refresh_token = admin_opt_str(c, body, "refreshToken",
+	    &bad)) == NULL && bad)
+		goto done;
+	if (json_object_object_get_ex(body, "enabled", &v)) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			admin_bad(c, "\"enabled\" must be true or false");
+			goto done;
+		}
+		an.an_enabled = json_object_get_boolean(v);
+	}
+	if (an.an_refresh_token == NULL || *an.an_refresh_token == '\0' ||
+	    strlen(an.an_refresh_token) > DB_ACCOUNT_SECRET_MAX) {
+		admin_bad(c, "\"refreshToken\" is required (at most 16384 "
+		    "bytes)");
+		goto done;
+	}
+	if (strcmp(an.an_type, "idc") == 0) {
+		if (an.an_client_id == NULL || *an.an_client_id == '\0' ||
+		    strlen(an.an_client_id) >= sizeof(a.a_client_id)) {
+			admin_bad(c, "an idc account needs \"clientId\" (at "
+			    "most 255 bytes)");
+			goto done;
+		}
+		if (an.an_client_secret == NULL ||
+		    *an.an_client_secret == '\0' ||
+		    strlen(an.an_client_secret) > DB_ACCOUNT_SECRET_MAX) {
+			admin_bad(c, "an idc account needs \"clientSecret\" "
+			    "(at most 16384 bytes)");
+			goto done;
+		}
+	} else if ((an.an_client_id && *an.an_client_id) ||
+	    (an.an_client_secret && *an.an_client_secret)) {
+		admin_bad(c, "a social account takes no \"clientId\" or "
+		    "\"clientSecret\"");
+		goto done;
+	}
+	if (an.an_label != NULL && !db_account_label_ok(an.an_label)) {
+		admin_bad(c, "\"label\" must be at most 127 bytes without "
+		    "control characters");
+		goto done;
+	}
+	if (an.an_region == NULL || *an.an_region == '\0')
+		an.an_region = qr_wctx->wc_cf->cf_region;
+	if (!db_account_region_ok(an.an_region)) {
+		admin_bad(c, "\"region\" must be a region name such as "
+		    "us-east-1");
+		goto done;
+	}
+	if (an.an_profile_arn != NULL &&
+	    strlen(an.an_profile_arn) >= sizeof(a.a_profile_arn)) {
+		admin_bad(c, "\"profileArn\" is too long");
+		goto done;
+	}
+	if (!secret_ready()) {
+		router_error_hdr(c, 500, "internal_error", "no secrets key",
+		    NULL);
+		goto done;
+	}
+	if ((id = db_account_add(db, &an)) == -1 ||
+	    db_account_get(db, id, &a) != 1) {
+		admin_dberr(c);
+		goto done;
+	}
+	if ((slot = admin_account_to_shm(&a)) == -1) {
+		/* an account that would not be used until a reload is
+		 * worse than none: take it back */
+		(void)db_account_delete(db, id);
+		router_error_hdr(c, 409, "limit_reached", "the account table is "
+		    "full (max_accounts)", NULL);
+		goto done;
+	}
+	if (a.a_enabled)
+		pool_want_refresh(qr_shm, slot);
+	log_info("account %lld (%s) added from %s", (long long)id, a.a_type,
+	    c->co_peer_text);
+	if ((o = admin_account_json(&a)) == NULL) {
+		admin_oom(c);
+		goto done;
+	}
+	conn_respond_json(c, 201, o, "Cache-Control: no-store\r\n");
+ done:
+	/* json-c's copies of the secrets */
+	{
+		static const char *const names[] = { "refreshToken",
+			"clientSecret", NULL };
+
+		oidc_json_scrub(body, names);
+	}
+	json_object_put(body);
+}
+
+/* The account of the path, or -1 after answering. */
+static int64_t
+admin_account_load(struct admin_req *ar, struct db_account *a)
+{
+	int64_t	 id;
+	int	 r;
+
+	if ((id = admin_arg_id(ar)) == -1 ||
+	    (r = db_account_get(qr_wctx->wc_db, id, a)) == 0) {
+		router_error_hdr(ar->ar_c, 404, "not_found", "no such account",
+		    NULL);
+		return -1;
+	}
+	if (r == -1) {
+		admin_dberr(ar->ar_c);
+		return -1;
+	}
+	return id;
+}
+
+static void
+admin_account_reply(struct conn *c, int status, const struct db_account *a)
+{
+	struct json_object	*o;
+
+	if ((o = admin_account_json(a)) == NULL) {
+		admin_oom(c);
+		return;
+	}
+	conn_respond_json(c, status, o, "Cache-Control: no-store\r\n");
+}
+
+static void
+admin_account_get(struct admin_req *ar)
+{
+	struct db_account	 a;
+
+	if (admin_account_load(ar, &a) == -1)
+		return;
+	admin_account_reply(ar->ar_c, 200, &a);
+}
+
+static void
+admin_account_patch(struct admin_req *ar)
+{
+	struct conn		*c = ar->ar_c;
+	struct json_object	*body, *v;
+	struct json_object_iterator it, end;
+	struct db_account	 a;
+	struct shm_acct		 live;
+	const char		*label = NULL, *k;
+	int64_t			 id;
+	int			 enabled = -1, bad, slot, r;
+
+	if ((id = admin_account_load(ar, &a)) == -1)
+		return;
+	if ((body = admin_body(c)) == NULL)
+		return;
+	it = json_object_iter_begin(body);
+	end = json_object_iter_end(body);
+	for (; !json_object_iter_equal(&it, &end);
+	    json_object_iter_next(&it)) {
+		k = json_object_iter_peek_name(&it);
+		if (strcmp(k, "enabled") != 0 && strcmp(k, "label") != 0) {
+			char	 msg[96];
+
+			snprintf(msg, sizeof(msg), "\"%.40s\" cannot be "
+			    "changed; PATCH takes \"enabled\" and \"label\"", k);
+			admin_bad(c, msg);
+			goto done;
+		}
+	}
+	if (json_object_object_get_ex(body, "enabled", &v)) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			admin_bad(c, "\"enabled\" must be true or false");
+			goto done;
+		}
+		enabled = json_object_get_boolean(v);
+	}
+	if ((label = admin_opt_str(c, body, "label", &bad)) == NULL && bad)
+		goto done;
+	if (label != NULL && !db_account_label_ok(label)) {
+		admin_bad(c, "\"label\" must be at most 127 bytes without "
+		    "control characters");
+		goto done;
+	}
+	if (enabled == -1 && label == NULL) {
+		admin_bad(c, "nothing to change: give \"enabled\" or \"label\"");
+		goto done;
+	}
+	if ((r = db_account_update(qr_wctx->wc_db, id, enabled, label)) == -1 ||
+	    (r == 1 && (r = db_account_get(qr_wctx->wc_db, id, &a)) == -1)) {
+		admin_dberr(c);
+		goto done;
+	}
+	if (r == 0) {
+		router_error_hdr(c, 404, "not_found", "no such account", NULL);
+		goto done;
+	}
+	if ((slot = admin_account_to_shm(&a)) == -1) {
+		router_error_hdr(c, 409, "limit_reached", "the account table is "
+		    "full (max_accounts)", NULL);
+		goto done;
+	}
+	/* enabled again: renew now if its token will not do */
+	if (enabled == 1 && (shm_acct_read(qr_shm, (uint32_t)slot, &live) ==
+	    -1 || !pool_acct_ready(&live, now_wall())))
+		pool_want_refresh(qr_shm, slot);
+	explicit_bzero(live.sa_token, sizeof(live.sa_token));
+	log_info("account %lld changed from %s", (long long)id,
+	    c->co_peer_text);
+	admin_account_reply(c, 200, &a);
+ done:
+	json_object_put(body);
+}
+
+static void
+admin_account_delete(struct admin_req *ar)
+{
+	int64_t	 id;
+	int	 r;
+
+	if ((id = admin_arg_id(ar)) == -1) {
+		router_error_hdr(ar->ar_c, 404, "not_found", "no such account",
+		    NULL);
+		return;
+	}
+	if ((r = db_account_delete(qr_wctx->wc_db, id)) == -1) {
+		admin_dberr(ar->ar_c);
+		return;
+	}
+	/* also when the row was already gone: a stale slot must not live */
+	(void)shm_acct_remove(qr_shm, id);
+	if (r == 0) {
+		router_error_hdr(ar->ar_c, 404, "not_found", "no such account",
+		    NULL);
+		return;
+	}
+	log_info("account %lld deleted from %s", (long long)id,
+	    ar->ar_c->co_peer_text);
+	conn_respond(ar->ar_c, 204, NULL, NULL, 0, NULL);
+}
+
+static void
+admin_account_refresh(struct admin_req *ar)
+{
+	struct db_account	 a;
+	struct json_object	*o;
+	int64_t			 id;
+	int			 slot;
+
+	if ((id = admin_account_load(ar, &a)) == -1)
+		return;
+	if ((slot = shm_acct_find(qr_shm, id)) == -1 &&
+	    (slot = admin_account_to_shm(&a)) == -1) {
+		router_error_hdr(ar->ar_c, 409, "limit_reached", "the account "
+		    "table is full (max_accounts)", NULL);
+		return;
+	}
+	/* the refresher answers through the slot; this does not wait */
+	atomic_store(&qr_shm->shm_accts[slot].sa_refresh_wanted,
+	    SHM_REFRESH_FORCED);
+	pool_wake_refresher(qr_shm);
+	log_info("account %lld: refresh requested from %s", (long long)id,
+	    ar->ar_c->co_peer_text);
+	if ((o = admin_account_json(&a)) == NULL) {
+		admin_oom(ar->ar_c);
+		return;
+	}
+	json_object_object_add(o, "refreshRequested",
+	    json_object_new_boolean(1));
+	conn_respond_json(ar->ar_c, 202, o, "Cache-Control: no-store\r\n");
+}
+
 /* ---- dispatch ---- */
 
+/* path is writable: the ":id" segment is cut out of it in place. */
 static const struct admin_path *
-admin_match(const char *path, const char **arg)
+admin_match(char *path, const char **arg)
 {
 	const struct admin_path	*ap;
-	size_t			 i, n;
+	const char		*hole, *rest;
+	size_t			 i, n, seg;
 
 	for (i = 0; i < nitems(admin_paths); i++) {
 		ap = &admin_paths[i];
-		n = strlen(ap->ap_path);
-		if (ap->ap_path[n - 1] != '/') {
+		if ((hole = strstr(ap->ap_path, ":id")) == NULL) {
 			if (strcmp(path, ap->ap_path) == 0) {
 				*arg = NULL;
 				return ap;
 			}
 			continue;
 		}
-		if (strncmp(path, ap->ap_path, n) == 0 && path[n] != '\0' &&
-		    strchr(path + n, '/') == NULL) {
-			*arg = path + n;
-			return ap;
-		}
+		n = (size_t)(hole - ap->ap_path);
+		rest = hole + 3;
+		if (strncmp(path, ap->ap_path, n) != 0)
+			continue;
+		seg = strcspn(path + n, "/");
+		if (seg == 0 || strcmp(path + n + seg, rest) != 0)
+			continue;
+		path[n + seg] = '\0';
+		*arg = path + n;
+		return ap;
 	}
 	return NULL;
 }
@@ -825,6 +1312,23 @@ admin_dispatch(struct conn *c)
 		break;
 	case R_KEY:
 		admin_keys_delete(&ar);
+		break;
+	case R_ACCOUNTS:
+		if (c->co_req->rq_method == HTTP_POST)
+			admin_accounts_add(&ar);
+		else
+			admin_accounts_list(&ar);
+		break;
+	case R_ACCOUNT:
+		if (c->co_req->rq_method == HTTP_PATCH)
+			admin_account_patch(&ar);
+		else if (c->co_req->rq_method == HTTP_DELETE)
+			admin_account_delete(&ar);
+		else
+			admin_account_get(&ar);
+		break;
+	case R_ACCOUNT_REFRESH:
+		admin_account_refresh(&ar);
 		break;
 	}
 }

@@ -26,7 +26,8 @@
 
 #include "qrelayd.h"
 
-enum cf_kind { K_INT, K_SIZE, K_STR, K_URL, K_REGION, K_DBTYPE, K_LISTEN };
+enum cf_kind { K_INT, K_SIZE, K_STR, K_URL, K_REGION, K_DBTYPE, K_LISTEN,
+	K_MODELS };
 
 #define F_EMPTY_OK	0x01	/* a string key that may be "" */
 
@@ -47,6 +48,7 @@ struct cf_key {
 
 static const struct cf_key cf_keys[] = {
 	{ NULL, "listen", K_LISTEN, 0, 0, 0, 0, 0 },
+	{ NULL, "models", K_MODELS, 0, 0, 0, 0, 0 },
 	INT(NULL, "workers", cf_workers_conf, 0, QR_MAX_WORKERS),
 	STR(NULL, "user", cf_user, K_STR, F_EMPTY_OK),
 	STR(NULL, "pid_file", cf_pid_file, K_STR, 0),
@@ -353,6 +355,112 @@ cf_listen(struct config *cf, config_setting_t *s, char *errbuf,
 	return 0;
 }
 
+/* One models entry's string member: present, a string, fits. */
+static const char *
+cf_model_str(struct config *cf, config_setting_t *e, const char *member,
+    int idx, char *errbuf, size_t errlen)
+{
+	config_setting_t	*m;
+	const char		*v;
+
+	if ((m = config_setting_get_member(e, member)) == NULL) {
+		cf_err(errbuf, errlen, cf_file_of(e, cf),
+		    config_setting_source_line(e),
+		    "models[%d] lacks \"%s\"", idx, member);
+		return NULL;
+	}
+	if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+		cf_err(errbuf, errlen, cf_file_of(m, cf),
+		    config_setting_source_line(m),
+		    "models[%d].%s must be a string", idx, member);
+		return NULL;
+	}
+	v = config_setting_get_string(m);
+	if (v[0] == '\0' || strlen(v) >= sizeof(cf->cf_models[0].cm_match)) {
+		cf_err(errbuf, errlen, cf_file_of(m, cf),
+		    config_setting_source_line(m),
+		    "models[%d].%s must be 1 to %zu characters", idx, member,
+		    sizeof(cf->cf_models[0].cm_match) - 1);
+		return NULL;
+	}
+	return v;
+}
+
+/*
+ * models = ( { match = "pattern"; id = "upstream-id"; }, ... );
+ * The id goes into the upstream modelId, so it must already have the
+ * upstream's form; a bad one is a config error, not a 400 later.
+ */
+static int
+cf_models(struct config *cf, config_setting_t *s, char *errbuf,
+    size_t errlen)
+{
+	config_setting_t	*e, *m;
+	const char		*match, *id;
+	int			 i, j, n;
+	size_t			 k;
+
+	cf->cf_nmodels = 0;
+	if (!config_setting_is_list(s) && !(config_setting_is_array(s) &&
+	    config_setting_length(s) == 0)) {
+		cf_err(errbuf, errlen, cf_file_of(s, cf),
+		    config_setting_source_line(s), "models must be a list: "
+		    "models = ( { match = \"...\"; id = \"...\"; } );");
+		return -1;
+	}
+	n = config_setting_length(s);
+	if (n > QR_MAX_MODELS) {
+		cf_err(errbuf, errlen, cf_file_of(s, cf),
+		    config_setting_source_line(s),
+		    "models has %d entries, at most %d are allowed", n,
+		    QR_MAX_MODELS);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		e = config_setting_get_elem(s, (unsigned int)i);
+		if (!config_setting_is_group(e)) {
+			/* a scalar's own line is libconfig's lookahead */
+			cf_err(errbuf, errlen, cf_file_of(s, cf),
+			    config_setting_source_line(s),
+			    "models[%d] must be a group: "
+			    "{ match = \"...\"; id = \"...\"; }", i);
+			return -1;
+		}
+		for (j = 0; j < config_setting_length(e); j++) {
+			m = config_setting_get_elem(e, (unsigned int)j);
+			if (strcmp(config_setting_name(m), "match") != 0 &&
+			    strcmp(config_setting_name(m), "id") != 0) {
+				cf_err(errbuf, errlen, cf_file_of(m, cf),
+				    config_setting_source_line(m),
+				    "unknown key \"models[%d].%s\"", i,
+				    config_setting_name(m));
+				return -1;
+			}
+		}
+		if ((match = cf_model_str(cf, e, "match", i, errbuf,
+		    errlen)) == NULL ||
+		    (id = cf_model_str(cf, e, "id", i, errbuf, errlen)) == NULL)
+			return -1;
+		for (k = 0; id[k] != '\0'; k++) {
+			if (!isalnum((unsigned char)id[k]) &&
+			    strchr("_:.-", id[k]) == NULL) {
+				m = config_setting_get_member(e, "id");
+				cf_err(errbuf, errlen, cf_file_of(m, cf),
+				    config_setting_source_line(m),
+				    "models[%d].id \"%s\" may hold only "
+				    "letters, digits and _ : . -", i, id);
+				return -1;
+			}
+		}
+		strlcpy_qr(cf->cf_models[i].cm_match, match,
+		    sizeof(cf->cf_models[i].cm_match));
+		strlcpy_qr(cf->cf_models[i].cm_id, id,
+		    sizeof(cf->cf_models[i].cm_id));
+		cf->cf_nmodels = i + 1;
+	}
+	return 0;
+}
+
 static int
 cf_string_ok(const struct cf_key *k, const char *v, const char **why)
 {
@@ -407,6 +515,8 @@ cf_setting(struct config *cf, const struct cf_key *k, config_setting_t *s,
 
 	if (k->ck_kind == K_LISTEN)
 		return cf_listen(cf, s, errbuf, errlen);
+	if (k->ck_kind == K_MODELS)
+		return cf_models(cf, s, errbuf, errlen);
 	snprintf(name, sizeof(name), "%s%s%s", k->ck_group ? k->ck_group : "",
 	    k->ck_group ? "." : "", k->ck_name);
 	type = config_setting_type(s);

@@ -105,6 +105,18 @@ static const char *const db_migrations[] = {
 	"  ('enableIPRateLimit', 'false'),"
 	"  ('ipRateLimitWindow', '1'),"
 	"  ('ipRateLimitMax', '100');",
+	/* 2: accounts keep their access token (encrypted) across restarts,
+	 * hints of their secrets for display, and qrelayctl's refresh
+	 * requests */
+	"ALTER TABLE accounts ADD COLUMN access_token_enc BLOB;"
+	"ALTER TABLE accounts ADD COLUMN refresh_token_hint TEXT NOT NULL"
+	"  DEFAULT '';"
+	"ALTER TABLE accounts ADD COLUMN client_secret_hint TEXT NOT NULL"
+	"  DEFAULT '';"
+	"ALTER TABLE accounts ADD COLUMN refresh_requested INTEGER NOT NULL"
+	"  DEFAULT 0;"
+	"ALTER TABLE accounts ADD COLUMN last_refresh_at INTEGER NOT NULL"
+	"  DEFAULT 0;",
 };
 
 /*
@@ -375,18 +387,25 @@ db_setting_add(sqlite3 *db, const char *name, const char *value)
 	return db_finish(db, __func__, st);
 }
 
-/* Key names are printed one per line, tab separated, by qrelayctl. */
+/* Names and labels are printed tab separated by qrelayctl: min..max-1
+ * bytes, no control characters. */
+static int
+db_text_ok(const char *s, size_t min, size_t max)
+{
+	size_t	 i, n = strlen(s);
+
+	if (n < min || n >= max)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
 int
 db_key_name_ok(const char *name)
 {
-	size_t	 i, n = strlen(name);
-
-	if (n == 0 || n >= sizeof(((struct db_key *)0)->k_name))
-		return 0;
-	for (i = 0; i < n; i++)
-		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-			return 0;
-	return 1;
+	return db_text_ok(name, 1, sizeof(((struct db_key *)0)->k_name));
 }
 
 int64_t
@@ -586,6 +605,35 @@ db_admin_password_set(sqlite3 *db, const char *hash)
 	return db_commit(db, __func__);
 }
 
+/* ---- accounts ---- */
+
+#define DB_ACCOUNT_COLS	"id, type, label, state, enabled," \
+	" access_token_expires, last_error, region, profile_arn, client_id," \
+	" refresh_token_hint, client_secret_hint, created_at, updated_at," \
+	" last_refresh_at, refresh_requested"
+
+static void
+db_account_row(sqlite3_stmt *st, struct db_account *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->a_id = sqlite3_column_int64(st, 0);
+	db_col_text(st, 1, a->a_type, sizeof(a->a_type));
+	db_col_text(st, 2, a->a_label, sizeof(a->a_label));
+	db_col_text(st, 3, a->a_state, sizeof(a->a_state));
+	a->a_enabled = sqlite3_column_int(st, 4) != 0;
+	a->a_expires = sqlite3_column_int64(st, 5);
+	db_col_text(st, 6, a->a_last_error, sizeof(a->a_last_error));
+	db_col_text(st, 7, a->a_region, sizeof(a->a_region));
+	db_col_text(st, 8, a->a_profile_arn, sizeof(a->a_profile_arn));
+	db_col_text(st, 9, a->a_client_id, sizeof(a->a_client_id));
+	db_col_text(st, 10, a->a_refresh_hint, sizeof(a->a_refresh_hint));
+	db_col_text(st, 11, a->a_secret_hint, sizeof(a->a_secret_hint));
+	a->a_created = sqlite3_column_int64(st, 12);
+	a->a_updated = sqlite3_column_int64(st, 13);
+	a->a_last_refresh = sqlite3_column_int64(st, 14);
+	a->a_refresh_requested = sqlite3_column_int(st, 15) != 0;
+}
+
 int
 db_account_list(sqlite3 *db, int (*cb)(const struct db_account *, void *),
     void *arg)
@@ -594,24 +642,400 @@ db_account_list(sqlite3 *db, int (*cb)(const struct db_account *, void *),
 	struct db_account	 a;
 	int			 r;
 
-	if ((st = db_prepare(db, __func__, "SELECT id, type, label, state,"
-	    " enabled, access_token_expires, last_error FROM accounts"
-	    " ORDER BY id")) == NULL)
+	if ((st = db_prepare(db, __func__, "SELECT " DB_ACCOUNT_COLS
+	    " FROM accounts ORDER BY id")) == NULL)
 		return -1;
 	while ((r = db_step(db, __func__, st)) == 1) {
-		memset(&a, 0, sizeof(a));
-		a.a_id = sqlite3_column_int64(st, 0);
-		db_col_text(st, 1, a.a_type, sizeof(a.a_type));
-		db_col_text(st, 2, a.a_label, sizeof(a.a_label));
-		db_col_text(st, 3, a.a_state, sizeof(a.a_state));
-		a.a_enabled = sqlite3_column_int(st, 4) != 0;
-		a.a_expires = sqlite3_column_int64(st, 5);
-		db_col_text(st, 6, a.a_last_error, sizeof(a.a_last_error));
+		db_account_row(st, &a);
 		if ((r = cb(&a, arg)) != 0)
 			break;
 	}
 	sqlite3_finalize(st);
 	return r;
+}
+
+int
+db_account_get(sqlite3 *db, int64_t id, struct db_account *a)
+{
+	sqlite3_stmt	*st;
+	int		 r;
+
+	if ((st = db_prepare(db, __func__, "SELECT " DB_ACCOUNT_COLS
+	    " FROM accounts WHERE id = ?")) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	if ((r = db_step(db, __func__, st)) == 1)
+		db_account_row(st, a);
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+db_account_label_ok(const char *label)
+{
+	return db_text_ok(label, 0, sizeof(((struct db_account *)0)->a_label));
+}
+
+/* The region ends up in a host name: letters, digits, '-' only. */
+int
+db_account_region_ok(const char *r)
+{
+	size_t	 n = strlen(r);
+
+	return n > 0 && n < sizeof(((struct db_account *)0)->a_region) &&
+	    strspn(r, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+/* Binds the encryption of plain (NULL: SQL NULL) at col; b keeps it. */
+static int
+db_bind_secret(sqlite3_stmt *st, int col, const char *plain, const char *aad,
+    struct buf *b)
+{
+	if (plain == NULL)
+		return sqlite3_bind_null(st, col) == SQLITE_OK ? 0 : -1;
+	if (secret_encrypt(plain, aad, b) == -1) {
+		log_warnx("%s: cannot encrypt the %s", __func__, aad);
+		return -1;
+	}
+	return sqlite3_bind_blob(st, col, b->b_data, (int)b->b_len,
+	    SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
+}
+
+int64_t
+db_account_add(sqlite3 *db, const struct db_account_new *an)
+{
+	sqlite3_stmt	*st = NULL;
+	struct buf	 rt, cs;
+	char		 rhint[SECRET_HINT_MAX], shint[SECRET_HINT_MAX] = "";
+	const char	*secret = NULL;
+	int64_t		 id = -1, now = now_wall();
+	int		 idc = strcmp(an->an_type, "idc") == 0;
+
+	buf_init(&rt);
+	buf_init(&cs);
+	if ((!idc && strcmp(an->an_type, "social") != 0) ||
+	    an->an_refresh_token == NULL || *an->an_refresh_token == '\0' ||
+	    strlen(an->an_refresh_token) > DB_ACCOUNT_SECRET_MAX ||
+	    !db_account_label_ok(an->an_label ? an->an_label : "") ||
+	    (an->an_region && *an->an_region &&
+	    !db_account_region_ok(an->an_region))) {
+		log_warnx("%s: bad account", __func__);
+		return -1;
+	}
+	if (idc) {
+		if (an->an_client_id == NULL || *an->an_client_id == '\0' ||
+		    an->an_client_secret == NULL ||
+		    *an->an_client_secret == '\0' ||
+		    strlen(an->an_client_secret) > DB_ACCOUNT_SECRET_MAX) {
+			log_warnx("%s: an idc account needs a client id and "
+			    "secret", __func__);
+			return -1;
+		}
+		secret = an->an_client_secret;
+		secret_hint(secret, shint);
+	}
+	secret_hint(an->an_refresh_token, rhint);
+	if ((st = db_prepare(db, __func__, "INSERT INTO accounts (type,"
+	    " label, enabled, state, region, profile_arn, client_id,"
+	    " client_secret_enc, refresh_token_enc, refresh_token_hint,"
+	    " client_secret_hint, created_at, updated_at) VALUES (?, ?, ?, ?,"
+	    " ?, ?, ?, ?, ?, ?, ?, ?, ?)")) == NULL)
+		goto done;
+	if (sqlite3_bind_text(st, 1, an->an_type, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 2, an->an_label ? an->an_label : "", -1,
+	    SQLITE_STATIC) ||
+	    sqlite3_bind_int(st, 3, an->an_enabled != 0) ||
+	    sqlite3_bind_text(st, 4, an->an_enabled ? "enabled" : "disabled",
+	    -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 5, an->an_region ? an->an_region : "", -1,
+	    SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 6, an->an_profile_arn ? an->an_profile_arn :
+	    "", -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 7, idc ? an->an_client_id : "", -1,
+	    SQLITE_STATIC) ||
+	    db_bind_secret(st, 8, secret, SECRET_AAD_CLIENT, &cs) ||
+	    db_bind_secret(st, 9, an->an_refresh_token, SECRET_AAD_REFRESH,
+	    &rt) ||
+	    sqlite3_bind_text(st, 10, rhint, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 11, shint, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_int64(st, 12, now) ||
+	    sqlite3_bind_int64(st, 13, now))
+		goto done;
+	if (db_finish(db, __func__, st) == 1)
+		id = sqlite3_last_insert_rowid(db);
+	st = NULL;
+ done:
+	sqlite3_finalize(st);
+	buf_free(&rt);
+	buf_free(&cs);
+	return id;
+}
+
+int
+db_account_update(sqlite3 *db, int64_t id, int enabled, const char *label)
+{
+	sqlite3_stmt	*st;
+
+	if (label != NULL && !db_account_label_ok(label))
+		return -1;
+	/* Enabling clears the reason it was disabled for; the state is
+	 * the refresher's to set right after that. */
+	if ((st = db_prepare(db, __func__, "UPDATE accounts SET"
+	    " enabled = COALESCE(?1, enabled),"
+	    " state = CASE WHEN ?1 IS NULL THEN state"
+	    "  WHEN ?1 THEN 'enabled' ELSE 'disabled' END,"
+	    " last_error = CASE WHEN ?1 AND NOT enabled THEN '' ELSE"
+	    "  last_error END,"
+	    " label = COALESCE(?2, label), updated_at = ?3"
+	    " WHERE id = ?4")) == NULL)
+		return -1;
+	if ((enabled == -1 ? sqlite3_bind_null(st, 1) :
+	    sqlite3_bind_int(st, 1, enabled != 0)) != SQLITE_OK ||
+	    (label == NULL ? sqlite3_bind_null(st, 2) :
+	    sqlite3_bind_text(st, 2, label, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, now_wall()) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 4, id) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	return db_finish(db, __func__, st);
+}
+
+static int
+db_account_exec_id(sqlite3 *db, const char *where, const char *sql,
+    int64_t id)
+{
+	sqlite3_stmt	*st;
+
+	if ((st = db_prepare(db, where, sql)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	return db_finish(db, where, st);
+}
+
+int
+db_account_delete(sqlite3 *db, int64_t id)
+{
+	return db_account_exec_id(db, __func__,
+	    "DELETE FROM accounts WHERE id = ?", id);
+}
+
+int
+db_account_request_refresh(sqlite3 *db, int64_t id)
+{
+	return db_account_exec_id(db, __func__,
+	    "UPDATE accounts SET refresh_requested = 1 WHERE id = ?", id);
+}
+
+int
+db_accounts_load_shm(sqlite3 *db, struct shm *shm)
+{
+	sqlite3_stmt		*st = NULL;
+	struct shm_acct_meta	 m;
+	int64_t			*ids = NULL, *nids;
+	size_t			 n = 0, cap = 0;
+	char			*tok;
+	const void		*blob;
+	int			 r, slot, rv = 0;
+
+	/*
+	 * As db_keys_load_shm: the read happens under sh_lock, so an
+	 * account added or deleted by a worker (which commits first and
+	 * then locks) is never undone by this older view. Slots of live
+	 * accounts are updated in place and keep the refresher's token.
+	 */
+	shm_lock(shm);
+	if ((st = db_prepare(db, __func__, "SELECT id, enabled, label, region,"
+	    " profile_arn, access_token_enc, access_token_expires,"
+	    " refresh_requested FROM accounts ORDER BY id")) == NULL) {
+		rv = -1;
+		goto done;
+	}
+	while ((r = db_step(db, __func__, st)) == 1) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((nids = reallocarray(ids, cap, sizeof(*ids))) ==
+			    NULL) {
+				rv = -1;
+				goto done;
+			}
+			ids = nids;
+		}
+		ids[n++] = sqlite3_column_int64(st, 0);
+	}
+	if (r == -1) {
+		rv = -1;
+		goto done;
+	}
+	shm_accts_retain_locked(shm, ids, n);
+	sqlite3_reset(st);
+	while ((r = db_step(db, __func__, st)) == 1) {
+		memset(&m, 0, sizeof(m));
+		m.am_id = sqlite3_column_int64(st, 0);
+		m.am_state = sqlite3_column_int(st, 1) ? ACCT_ENABLED :
+		    ACCT_DISABLED;
+		m.am_label = (const char *)sqlite3_column_text(st, 2);
+		m.am_region = (const char *)sqlite3_column_text(st, 3);
+		m.am_profile_arn = (const char *)sqlite3_column_text(st, 4);
+		tok = NULL;
+		if ((blob = sqlite3_column_blob(st, 5)) != NULL &&
+		    (tok = secret_decrypt(blob, (size_t)sqlite3_column_bytes(st,
+		    5), SECRET_AAD_ACCESS)) == NULL)
+			log_warnx("%s: account %lld: stored access token "
+			    "unreadable; it will be renewed", __func__,
+			    (long long)m.am_id);
+		slot = shm_acct_put_locked(shm, &m, tok,
+		    sqlite3_column_int64(st, 6));
+		secret_free(tok, 0);
+		if (slot == -1) {
+			log_warnx("%s: no free account slot for account %lld "
+			    "(max_accounts)", __func__, (long long)m.am_id);
+			rv = -1;
+			continue;
+		}
+		if (sqlite3_column_int(st, 7))
+			atomic_store(&shm->shm_accts[slot].sa_refresh_wanted,
+			    SHM_REFRESH_FORCED);
+	}
+	if (r == -1)
+		rv = -1;
+ done:
+	shm_unlock(shm);
+	sqlite3_finalize(st);
+	free(ids);
+	if (rv == -1)
+		log_warnx("%s: accounts not fully loaded", __func__);
+	return rv;
+}
+
+void
+db_account_secrets_free(struct db_account_secrets *as)
+{
+	secret_free(as->as_refresh_token, 0);
+	secret_free(as->as_client_secret, 0);
+	as->as_refresh_token = as->as_client_secret = NULL;
+}
+
+int
+db_account_secrets(sqlite3 *db, int64_t id, struct db_account_secrets *as)
+{
+	sqlite3_stmt	*st;
+	const void	*blob;
+	int		 r;
+
+	memset(as, 0, sizeof(*as));
+	if ((st = db_prepare(db, __func__, "SELECT id, type, region, client_id,"
+	    " refresh_token_enc, client_secret_enc FROM accounts"
+	    " WHERE id = ?")) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	if ((r = db_step(db, __func__, st)) == 1) {
+		as->as_id = sqlite3_column_int64(st, 0);
+		db_col_text(st, 1, as->as_type, sizeof(as->as_type));
+		db_col_text(st, 2, as->as_region, sizeof(as->as_region));
+		db_col_text(st, 3, as->as_client_id, sizeof(as->as_client_id));
+		blob = sqlite3_column_blob(st, 4);
+		as->as_refresh_token = secret_decrypt(blob,
+		    (size_t)sqlite3_column_bytes(st, 4), SECRET_AAD_REFRESH);
+		if ((blob = sqlite3_column_blob(st, 5)) != NULL)
+			as->as_client_secret = secret_decrypt(blob,
+			    (size_t)sqlite3_column_bytes(st, 5),
+			    SECRET_AAD_CLIENT);
+		if (as->as_refresh_token == NULL || (strcmp(as->as_type,
+		    "idc") == 0 && as->as_client_secret == NULL)) {
+			log_warnx("%s: account %lld: stored secrets unreadable "
+			    "(wrong key file?)", __func__, (long long)id);
+			db_account_secrets_free(as);
+			r = -1;
+		}
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+db_account_refreshed(sqlite3 *db, int64_t id, const char *access,
+    int64_t expires, const char *new_refresh, const char *profile_arn)
+{
+	sqlite3_stmt	*st = NULL;
+	struct buf	 ab, rb;
+	char		 hint[SECRET_HINT_MAX] = "";
+	int		 r = -1;
+
+	buf_init(&ab);
+	buf_init(&rb);
+	if (new_refresh != NULL && (*new_refresh == '\0' ||
+	    strlen(new_refresh) > DB_ACCOUNT_SECRET_MAX))
+		new_refresh = NULL;
+	if (new_refresh != NULL)
+		secret_hint(new_refresh, hint);
+	/* A new refresh token replaces the old in the same statement as
+	 * the access token: a crash cannot keep one without the other. */
+	if ((st = db_prepare(db, __func__, "UPDATE accounts SET"
+	    " access_token_enc = ?1, access_token_expires = ?2,"
+	    " refresh_token_enc = COALESCE(?3, refresh_token_enc),"
+	    " refresh_token_hint = CASE WHEN ?3 IS NULL THEN"
+	    "  refresh_token_hint ELSE ?4 END,"
+	    " profile_arn = CASE WHEN ?5 = '' THEN profile_arn ELSE ?5 END,"
+	    " last_error = '', refresh_requested = 0, last_refresh_at = ?6,"
+	    " updated_at = ?6,"
+	    " state = CASE WHEN enabled THEN 'enabled' ELSE state END"
+	    " WHERE id = ?7")) == NULL)
+		goto done;
+	if (db_bind_secret(st, 1, access, SECRET_AAD_ACCESS, &ab) ||
+	    sqlite3_bind_int64(st, 2, expires) ||
+	    db_bind_secret(st, 3, new_refresh, SECRET_AAD_REFRESH, &rb) ||
+	    sqlite3_bind_text(st, 4, hint, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 5, profile_arn ? profile_arn : "", -1,
+	    SQLITE_STATIC) ||
+	    sqlite3_bind_int64(st, 6, now_wall()) ||
+	    sqlite3_bind_int64(st, 7, id))
+		goto done;
+	r = db_finish(db, __func__, st);
+	st = NULL;
+ done:
+	sqlite3_finalize(st);
+	if (ab.b_data != NULL)
+		explicit_bzero(ab.b_data, ab.b_cap);
+	buf_free(&ab);
+	buf_free(&rb);
+	return r;
+}
+
+int
+db_account_refresh_failed(sqlite3 *db, int64_t id, int revoked,
+    const char *reason)
+{
+	sqlite3_stmt	*st;
+
+	/* A revoked refresh token will never work again: the account is
+	 * disabled until an admin enables it (with a new token). Other
+	 * failures mark it only once its access token has run out. */
+	if ((st = db_prepare(db, __func__, "UPDATE accounts SET"
+	    " last_error = ?1, refresh_requested = 0, updated_at = ?2,"
+	    " enabled = CASE WHEN ?3 THEN 0 ELSE enabled END,"
+	    " state = CASE WHEN ?3 THEN 'disabled'"
+	    "  WHEN enabled AND access_token_expires <= ?2 + 60"
+	    "  THEN 'refresh_failed' ELSE state END"
+	    " WHERE id = ?4")) == NULL)
+		return -1;
+	if (sqlite3_bind_text(st, 1, reason, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_int64(st, 2, now_wall()) ||
+	    sqlite3_bind_int(st, 3, revoked != 0) ||
+	    sqlite3_bind_int64(st, 4, id)) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	return db_finish(db, __func__, st);
 }
 
 int64_t

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -26,6 +27,8 @@
 static struct config	 ctl_cf;
 static const char	*ctl_file;	/* NULL: built-in defaults */
 static sqlite3		*ctl_db;
+static int		 ctl_argc;	/* the words after a command taking */
+static char		**ctl_argv;	/* options of its own */
 
 QR_ATTR_NORETURN static void
 usage(void)
@@ -40,7 +43,18 @@ usage(void)
 	    "  key add NAME    create a client API key, printed once\n"
 	    "  key list        list client API keys\n"
 	    "  key rm ID       delete a client API key\n"
-	    "  account list    list upstream accounts\n");
+	    "  account add idc|social [-d] [-l label] [-r region] "
+	    "[-c client-id]\n"
+	    "                  [-p profile-arn] [-j credential-file]\n"
+	    "                  add an upstream account; the refresh token "
+	    "and client\n"
+	    "                  secret come from QRELAY_REFRESH_TOKEN and "
+	    "QRELAY_CLIENT_SECRET,\n"
+	    "                  the credential file, or stdin (one a line)\n"
+	    "  account list    list upstream accounts\n"
+	    "  account rm ID   delete an upstream account\n"
+	    "  account enable ID, account disable ID\n"
+	    "  account refresh ID  renew its access token now and wait\n");
 	exit(2);
 }
 
@@ -408,20 +422,28 @@ ctl_parse_id(const char *s)
 	return id;
 }
 
+/* The outcome r (1 changed, 0 no such row, -1) of a change to the
+ * key or account id: tell the daemon, or die saying why not. */
+static int
+ctl_changed(int r, const char *what, int64_t id)
+{
+	switch (r) {
+	case 1:
+		ctl_notify_tables();
+		return 0;
+	case 0:
+		die("no %s with id %lld", what, (long long)id);
+	default:
+		die("cannot change the %s", what);
+	}
+}
+
 static int
 ctl_key_rm(const char *arg)
 {
 	int64_t	 id = ctl_parse_id(arg);
 
-	switch (db_key_delete(ctl_db, id)) {
-	case 1:
-		ctl_notify_tables();
-		return 0;
-	case 0:
-		die("no key with id %lld", (long long)id);
-	default:
-		die("cannot delete the key");
-	}
+	return ctl_changed(db_key_delete(ctl_db, id), "key", id);
 }
 
 /* ---- accounts */
@@ -440,6 +462,11 @@ ctl_account_print(const struct db_account *a, void *arg)
 	printf("\t%s\t%s\t", a->a_enabled ? "yes" : "no",
 	    ctl_time(a->a_expires, t));
 	ctl_field(a->a_last_error);
+	fputc('\t', stdout);
+	ctl_field(a->a_region);
+	fputc('\t', stdout);
+	/* a hint of the refresh token, never more */
+	ctl_field(a->a_refresh_hint);
 	fputc('\n', stdout);
 	return 0;
 }
@@ -448,16 +475,327 @@ static int
 ctl_account_list(const char *unused)
 {
 	if (isatty(STDOUT_FILENO))
-		printf("ID\tTYPE\tLABEL\tSTATE\tENABLED\tEXPIRES\tLAST_ERROR\n");
+		printf("ID\tTYPE\tLABEL\tSTATE\tENABLED\tEXPIRES\tLAST_ERROR"
+		    "\tREGION\tREFRESH_TOKEN\n");
 	if (db_account_list(ctl_db, ctl_account_print, NULL) != 0)
 		die("cannot read the accounts");
+	return 0;
+}
+
+/* A secret from the environment (then removed from it), or NULL. */
+static char *
+ctl_secret_env(const char *name)
+{
+	const char	*v = getenv(name);
+	char		*s;
+
+	if (v == NULL || *v == '\0')
+		return NULL;
+	if ((s = strdup(v)) == NULL)
+		die("out of memory");
+	explicit_bzero((char *)v, strlen(v));
+	unsetenv(name);
+	return s;
+}
+
+/* A secret as one line of stdin, prompted for without echo on a tty. */
+static char *
+ctl_secret_stdin(const char *what)
+{
+	char	 line[DB_ACCOUNT_SECRET_MAX + 2], prompt[64];
+	char	*s;
+	int	 r;
+
+	if (isatty(STDIN_FILENO)) {
+		if (!ctl_tio_saved) {
+			struct sigaction	 sa;
+
+			if (tcgetattr(STDIN_FILENO, &ctl_tio) == -1)
+				die("tcgetattr: %s", strerror(errno));
+			ctl_tio_saved = 1;
+			memset(&sa, 0, sizeof(sa));
+			sa.sa_handler = ctl_tio_restore;
+			sigaction(SIGINT, &sa, NULL);
+			sigaction(SIGTERM, &sa, NULL);
+			sigaction(SIGHUP, &sa, NULL);
+			sigaction(SIGQUIT, &sa, NULL);
+		}
+		snprintf(prompt, sizeof(prompt), "%s: ", what);
+		r = ctl_prompt(prompt, line, sizeof(line));
+	} else
+		r = ctl_read_line(STDIN_FILENO, line, sizeof(line));
+	if (r == -1 || line[0] == '\0') {
+		explicit_bzero(line, sizeof(line));
+		die("cannot read the %s from stdin (one line, at most %d "
+		    "bytes)", what, DB_ACCOUNT_SECRET_MAX);
+	}
+	s = strdup(line);
+	explicit_bzero(line, sizeof(line));
+	if (s == NULL)
+		die("out of memory");
+	return s;
+}
+
+static struct json_object *
+ctl_read_json(const char *path)
+{
+	struct json_object	*o;
+
+	if ((o = json_object_from_file(path)) == NULL ||
+	    !json_object_is_type(o, json_type_object))
+		die("%s: not a JSON object", path);
+	return o;
+}
+
+static char *
+ctl_json_dup(struct json_object *o, const char *name)
+{
+	struct json_object	*v;
+	char			*s;
+
+	if (!json_object_object_get_ex(o, name, &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    json_object_get_string_len(v) == 0)
+		return NULL;
+	if ((s = strdup(json_object_get_string(v))) == NULL)
+		die("out of memory");
+	return s;
+}
+
+/*
+ * The Kiro IDE's credential file (kiro-auth-token.json): refreshToken,
+ * authMethod ("social", or "IdC"/"builder-id"), profileArn, region and,
+ * for IdC, clientId/clientSecret there or in the sibling file named by
+ * clientIdHash.
+ */
+struct ctl_cred {
+	char	*cr_type, *cr_refresh, *cr_client_id, *cr_client_secret;
+	char	*cr_profile_arn, *cr_region;
+};
+
+static void
+ctl_cred_free(struct ctl_cred *cr)
+{
+	secret_free(cr->cr_refresh, 0);
+	secret_free(cr->cr_client_secret, 0);
+	free(cr->cr_type);
+	free(cr->cr_client_id);
+	free(cr->cr_profile_arn);
+	free(cr->cr_region);
+	memset(cr, 0, sizeof(*cr));
+}
+
+static void
+ctl_cred_read(const char *path, struct ctl_cred *cr)
+{
+	static const char *const secrets[] = { "accessToken", "refreshToken",
+		"clientSecret", NULL };
+	struct json_object	*o, *o2;
+	char			*method, *hash, sib[PATH_MAX], dir[PATH_MAX];
+	char			*slash;
+
+	o = ctl_read_json(path);
+	cr->cr_refresh = ctl_json_dup(o, "refreshToken");
+	cr->cr_profile_arn = ctl_json_dup(o, "profileArn");
+	cr->cr_region = ctl_json_dup(o, "region");
+	cr->cr_client_id = ctl_json_dup(o, "clientId");
+	cr->cr_client_secret = ctl_json_dup(o, "clientSecret");
+	method = ctl_json_dup(o, "authMethod");
+	hash = ctl_json_dup(o, "clientIdHash");
+	oidc_json_scrub(o, secrets);
+	json_object_put(o);
+	if (method != NULL && strcasecmp(method, "social") != 0)
+		cr->cr_type = strdup("idc");
+	else if (method != NULL)
+		cr->cr_type = strdup("social");
+	if (hash != NULL && cr->cr_client_secret == NULL) {
+		if (strchr(hash, '/') != NULL || hash[0] == '.')
+			die("%s: bad clientIdHash", path);
+		strlcpy_qr(dir, path, sizeof(dir));
+		if ((slash = strrchr(dir, '/')) != NULL)
+			*slash = '\0';
+		else
+			strlcpy_qr(dir, ".", sizeof(dir));
+		if ((size_t)snprintf(sib, sizeof(sib), "%s/%s.json", dir,
+		    hash) >= sizeof(sib))
+			die("%s: path too long", path);
+		o2 = ctl_read_json(sib);
+		free(cr->cr_client_id);
+		cr->cr_client_id = ctl_json_dup(o2, "clientId");
+		cr->cr_client_secret = ctl_json_dup(o2, "clientSecret");
+		oidc_json_scrub(o2, secrets);
+		json_object_put(o2);
+	}
+	free(method);
+	free(hash);
+	if (cr->cr_refresh == NULL)
+		die("%s: no refreshToken", path);
+}
+
+static int
+ctl_account_add(const char *unused)
+{
+	struct db_account_new	 an;
+	struct ctl_cred		 cr;
+	const char		*cred = NULL;
+	int64_t			 id;
+	int			 ch, idc;
+
+	memset(&an, 0, sizeof(an));
+	memset(&cr, 0, sizeof(cr));
+	an.an_enabled = 1;
+	optind = 0;	/* glibc: start over, from ctl_argv[1] */
+	while ((ch = getopt(ctl_argc, ctl_argv, "c:dj:l:p:r:")) != -1) {
+		switch (ch) {
+		case 'c': an.an_client_id = optarg; break;
+		case 'd': an.an_enabled = 0; break;
+		case 'j': cred = optarg; break;
+		case 'l': an.an_label = optarg; break;
+		case 'p': an.an_profile_arn = optarg; break;
+		case 'r': an.an_region = optarg; break;
+		default: usage();
+		}
+	}
+	if (cred != NULL)
+		ctl_cred_read(cred, &cr);
+	if (optind < ctl_argc)
+		an.an_type = ctl_argv[optind++];
+	else if (cr.cr_type != NULL)
+		an.an_type = cr.cr_type;
+	if (optind != ctl_argc || an.an_type == NULL)
+		usage();
+	if (strcmp(an.an_type, "idc") != 0 && strcmp(an.an_type, "social") != 0)
+		die("the type is idc or social, not %s", an.an_type);
+	idc = strcmp(an.an_type, "idc") == 0;
+	if (an.an_client_id == NULL)
+		an.an_client_id = cr.cr_client_id;
+	if (an.an_profile_arn == NULL)
+		an.an_profile_arn = cr.cr_profile_arn;
+	if (an.an_region == NULL)
+		an.an_region = cr.cr_region ? cr.cr_region : ctl_cf.cf_region;
+	if (idc && (an.an_client_id == NULL || *an.an_client_id == '\0'))
+		die("an idc account needs a client id (-c)");
+	if (!idc && an.an_client_id != NULL)
+		die("a social account takes no client id");
+	if (an.an_label != NULL && !db_account_label_ok(an.an_label))
+		die("a label is at most 127 bytes, no control characters");
+	if (!db_account_region_ok(an.an_region))
+		die("bad region: %s", an.an_region);
+	if (secret_init(ctl_cf.cf_db_path, 1) == -1)
+		die("no secrets key beside %s", ctl_cf.cf_db_path);
+
+	/* secrets: the credential file, the environment, or stdin; never
+	 * the command line, where ps shows them to every user */
+	if ((an.an_refresh_token = cr.cr_refresh) == NULL &&
+	    (an.an_refresh_token = cr.cr_refresh =
+	    ctl_secret_env("QRELAY_REFRESH_TOKEN")) == NULL)
+		an.an_refresh_token = cr.cr_refresh =
+		    ctl_secret_stdin("refresh token");
+	if (idc && (an.an_client_secret = cr.cr_client_secret) == NULL &&
+	    (an.an_client_secret = cr.cr_client_secret =
+	    ctl_secret_env("QRELAY_CLIENT_SECRET")) == NULL)
+		an.an_client_secret = cr.cr_client_secret =
+		    ctl_secret_stdin("client secret");
+	if (!idc)
+		an.an_client_secret = NULL;
+	if (strlen(an.an_refresh_token) > DB_ACCOUNT_SECRET_MAX ||
+	    (an.an_client_secret &&
+	    strlen(an.an_client_secret) > DB_ACCOUNT_SECRET_MAX))
+		die("a secret is longer than %d bytes", DB_ACCOUNT_SECRET_MAX);
+	id = db_account_add(ctl_db, &an);
+	ctl_cred_free(&cr);
+	if (id == -1)
+		die("cannot add the account");
+	/* stdout holds the id alone: ID=$(qrelayctl account add ...) */
+	printf("%lld\n", (long long)id);
+	fprintf(stderr, "qrelayctl: account %lld added\n", (long long)id);
+	ctl_notify_tables();
+	return 0;
+}
+
+static int
+ctl_account_rm(const char *arg)
+{
+	int64_t	 id = ctl_parse_id(arg);
+
+	return ctl_changed(db_account_delete(ctl_db, id), "account", id);
+}
+
+static int
+ctl_account_set_enabled(const char *arg, int enabled)
+{
+	int64_t	 id = ctl_parse_id(arg);
+
+	return ctl_changed(db_account_update(ctl_db, id, enabled, NULL),
+	    "account", id);
+}
+
+static int
+ctl_account_enable(const char *arg)
+{
+	return ctl_account_set_enabled(arg, 1);
+}
+
+static int
+ctl_account_disable(const char *arg)
+{
+	return ctl_account_set_enabled(arg, 0);
+}
+
+/*
+ * The refresher renews; qrelayctl only asks (a flag in the row, then
+ * SIGUSR2 to the master, which loads the flag into the shared table and
+ * wakes the refresher) and waits for the flag to be answered.
+ */
+static int
+ctl_account_refresh(const char *arg)
+{
+	struct db_account	 a;
+	int64_t			 id = ctl_parse_id(arg), deadline;
+	int			 wait_s, r;
+	char			 t[32];
+
+	switch (db_account_request_refresh(ctl_db, id)) {
+	case 1:
+		break;
+	case 0:
+		die("no account with id %lld", (long long)id);
+	default:
+		die("cannot change the account");
+	}
+	if (ctl_pid() == 0) {
+		fprintf(stderr, "qrelayctl: qrelayd is not running; account "
+		    "%lld will be renewed when it starts\n", (long long)id);
+		return 0;
+	}
+	ctl_notify_tables();
+	wait_s = ctl_cf.cf_connect_timeout + ctl_cf.cf_first_byte_timeout + 10;
+	deadline = now_ms() + (int64_t)wait_s * 1000;
+	for (;;) {
+		if ((r = db_account_get(ctl_db, id, &a)) != 1)
+			die("account %lld is gone", (long long)id);
+		if (!a.a_refresh_requested)
+			break;
+		if (now_ms() > deadline)
+			die("account %lld: no answer from the refresher within "
+			    "%d seconds", (long long)id, wait_s);
+		usleep(100 * 1000);
+	}
+	if (a.a_last_error[0] != '\0') {
+		fprintf(stderr, "qrelayctl: account %lld: ", (long long)id);
+		fflush(stderr);
+		ctl_field(a.a_last_error);	/* stdout: scripts see it */
+		fputc('\n', stdout);
+		return 1;
+	}
+	printf("%lld\t%s\n", (long long)id, ctl_time(a.a_expires, t));
 	return 0;
 }
 
 static const struct ctl_cmd {
 	const char	*cm_word;
 	const char	*cm_sub;	/* second word, or NULL */
-	int		 cm_arg;	/* takes one more word */
+	int		 cm_arg;	/* takes one more word; -1: any */
 	int		 cm_db;		/* opens the database */
 	int		 (*cm_fn)(const char *);
 } ctl_cmds[] = {
@@ -468,7 +806,12 @@ static const struct ctl_cmd {
 	{ "key",	"add",	1, 1, ctl_key_add },
 	{ "key",	"list",	0, 1, ctl_key_list },
 	{ "key",	"rm",	1, 1, ctl_key_rm },
+	{ "account",	"add",	-1, 1, ctl_account_add },
 	{ "account",	"list",	0, 1, ctl_account_list },
+	{ "account",	"rm",	1, 1, ctl_account_rm },
+	{ "account",	"enable", 1, 1, ctl_account_enable },
+	{ "account",	"disable", 1, 1, ctl_account_disable },
+	{ "account",	"refresh", 1, 1, ctl_account_refresh },
 };
 
 int
@@ -479,7 +822,8 @@ main(int argc, char *argv[])
 	size_t			 i;
 	int			 ch, rv, nw;
 
-	while ((ch = getopt(argc, argv, "f:")) != -1) {
+	/* "+": stop at the command word; a command may have options */
+	while ((ch = getopt(argc, argv, "+f:")) != -1) {
 		switch (ch) {
 		case 'f':
 			ctl_file = optarg;
@@ -492,11 +836,16 @@ main(int argc, char *argv[])
 	argv += optind;
 	/* check the words before touching anything */
 	for (i = 0; i < nitems(ctl_cmds) && argc > 0; i++) {
-		nw = 1 + (ctl_cmds[i].cm_sub != NULL) + ctl_cmds[i].cm_arg;
-		if (strcmp(argv[0], ctl_cmds[i].cm_word) == 0 && argc == nw &&
+		nw = 1 + (ctl_cmds[i].cm_sub != NULL) +
+		    (ctl_cmds[i].cm_arg > 0 ? ctl_cmds[i].cm_arg : 0);
+		if (strcmp(argv[0], ctl_cmds[i].cm_word) == 0 &&
+		    (argc == nw || (ctl_cmds[i].cm_arg == -1 && argc > nw)) &&
 		    (ctl_cmds[i].cm_sub == NULL ||
 		    strcmp(argv[1], ctl_cmds[i].cm_sub) == 0)) {
 			cm = &ctl_cmds[i];
+			/* getopt again from the sub-command on */
+			ctl_argc = argc - nw + 1;
+			ctl_argv = argv + nw - 1;
 			break;
 		}
 	}
@@ -517,7 +866,7 @@ main(int argc, char *argv[])
 		die("%s", errbuf);
 	if (cm->cm_db)
 		ctl_open_db();
-	rv = cm->cm_fn(cm->cm_arg ? argv[argc - 1] : NULL);
+	rv = cm->cm_fn(cm->cm_arg > 0 ? argv[argc - 1] : NULL);
 	db_close(ctl_db);
 	if (fflush(stdout) == EOF || ferror(stdout))
 		die("stdout: %s", strerror(errno));

@@ -278,11 +278,18 @@ prepare_storage(struct config *c, int print_password)
 	if (db_migrate(db) == -1 ||
 	    db_ensure_admin_password(db, print_password) == -1)
 		goto done;
+	/* the secrets key is read before privileges go; children
+	 * inherit it in memory and never open the file */
+	if (secret_init(c->cf_db_path, 1) == -1)
+		goto done;
 	rv = 0;
  done:
 	db_close(db);
 	if (rv == 0) {
 		char	 p[PATH_MAX + 8];
+
+		if (secret_key_path(c->cf_db_path, p, sizeof(p)) == 0)
+			proc_chown_for(c->cf_user, p);
 
 		proc_chown_for(c->cf_user, c->cf_db_path);
 		snprintf(p, sizeof(p), "%s-wal", c->cf_db_path);
@@ -293,7 +300,12 @@ prepare_storage(struct config *c, int print_password)
 	return rv;
 }
 
-/* Keys (and, later, accounts) are rebuilt from SQLite, the durable truth. */
+/*
+ * Keys and accounts are rebuilt from SQLite, the durable truth: at
+ * start, before the first fork, and on SIGUSR2 (qrelayctl changed the
+ * database) and SIGHUP. The refresher is woken to renew what the
+ * reload brought in (new accounts, qrelayctl account refresh).
+ */
 static void
 master_reload_tables(void)
 {
@@ -307,7 +319,12 @@ master_reload_tables(void)
 		log_warnx("reload tables: keys not reloaded");
 	else
 		log_info("client keys reloaded from the database");
+	if (db_accounts_load_shm(db, &shm) == -1)
+		log_warnx("reload tables: accounts not fully reloaded");
+	else
+		log_info("accounts reloaded from the database");
 	db_close(db);
+	pool_wake_refresher(&shm);
 }
 
 /*

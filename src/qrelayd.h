@@ -97,9 +97,12 @@ int	 strcaseeq_n(const char *, size_t, const char *);	/* len-bounded */
 int	 pct_decode(const char *, size_t, char *, size_t);	/* -1 bad */
 void	 fmt_rfc1123(time_t, char out[40]);
 const char *fmt_iso8601(int64_t, char out[32]);	/* NULL for t <= 0 */
+int	 uuid4(char out[37]);		/* random UUID text */
 
 /* ------------------------------------------------------------------ */
 /* config.c: libconfig -> struct config                                 */
+
+#define QR_MAX_MODELS		64	/* entries of the models setting */
 
 struct listen_addr {
 	char			 la_text[80];	/* as written: "host:port" */
@@ -142,6 +145,14 @@ struct config {
 	int	 cf_max_connections;	/* per worker */
 	/* environment */
 	int	 cf_no_browser;
+	/* models = ( { match = "claude-opus-5*"; id = "claude-opus-4.6"; } );
+	 * client model names -> upstream modelId, tried in order before
+	 * the built-in names (qreq_model_resolve) */
+	struct cf_model {
+		char	 cm_match[128];	/* exact name or fnmatch(3) pattern */
+		char	 cm_id[128];	/* [a-zA-Z0-9_:.-]+ */
+	}	 cf_models[QR_MAX_MODELS];
+	int	 cf_nmodels;
 };
 
 /* 0 ok; -1 with errbuf = "file:line: reason" */
@@ -172,7 +183,7 @@ void	 child_signals_block(sigset_t *waitmask);
 /* shm.c: the shared table                                              */
 
 #define SHM_MAGIC		0x51524c59u	/* "QRLY" */
-#define SHM_LAYOUT		1
+#define SHM_LAYOUT		2
 #define SHM_TOKEN_MAX		2048	/* access token bytes, NUL incl. */
 
 enum proc_role { ROLE_NONE = 0, ROLE_MASTER, ROLE_WORKER, ROLE_REFRESHER,
@@ -212,13 +223,19 @@ struct shm_acct {
 	char		 sa_token[SHM_TOKEN_MAX];
 	int64_t		 sa_expires;		/* wall seconds */
 	_Atomic uint32_t sa_token_gen;
-	_Atomic int32_t	 sa_refresh_wanted;
+	_Atomic int32_t	 sa_refresh_wanted;	/* SHM_REFRESH_* */
+	_Atomic int32_t	 sa_refresh_pid;	/* refresher renewing it, 0 */
 	_Atomic int32_t	 sa_inflight;
 	_Atomic int64_t	 sa_cooldown_until;
 	_Atomic uint64_t sa_requests;
 	_Atomic uint64_t sa_errors;
 	char		 sa_last_error[128];
 } __attribute__((aligned(64)));
+
+/* sa_refresh_wanted: a worker saw "bearer token invalid" (the
+ * refresher's backoff applies), or an admin asked (it does not). */
+#define SHM_REFRESH_WANTED	1
+#define SHM_REFRESH_FORCED	2
 
 #define SHM_KEY_PREFIX		12	/* display prefix bytes */
 
@@ -286,6 +303,43 @@ int	 shm_key_add_locked(struct shm *, int64_t id,
 /* Frees every key slot whose id is not in ids (ascending): a reload
  * drops what the database lost while live keys stay findable. */
 void	 shm_keys_retain_locked(struct shm *, const int64_t *ids, size_t n);
+/*
+ * Account slots. Writers serialise on sh_lock; _locked variants expect
+ * the caller to hold it. shm_acct_put adds the account, or updates its
+ * slot in place: label, region, profile ARN always; the state only
+ * between enabled and disabled (a live state such as cooldown stays
+ * while the account is enabled); tok/expires only when the slot is
+ * new (the refresher's newer token is never overwritten by a reload).
+ * Returns the slot, or -1 when the table is full.
+ */
+struct shm_acct_meta {
+	int64_t		 am_id;
+	int32_t		 am_state;	/* ACCT_ENABLED or ACCT_DISABLED */
+	const char	*am_label;
+	const char	*am_region;
+	const char	*am_profile_arn;
+};
+int	 shm_acct_find(struct shm *, int64_t id);	/* slot, or -1 */
+int	 shm_acct_put(struct shm *, const struct shm_acct_meta *,
+	    const char *tok, int64_t expires);
+int	 shm_acct_put_locked(struct shm *, const struct shm_acct_meta *,
+	    const char *tok, int64_t expires);
+int	 shm_acct_remove(struct shm *, int64_t id);	/* 0, -1 none */
+/* Frees every account slot whose id is not in ids (ascending). */
+void	 shm_accts_retain_locked(struct shm *, const int64_t *ids, size_t n);
+/* The refresher publishes a token (and a profile ARN, when not NULL or
+ * ""): -1 when the slot no longer holds account id (deleted meanwhile).
+ * Clears sa_refresh_wanted and sa_last_error, bumps sa_token_gen. */
+int	 shm_acct_set_token(struct shm *, uint32_t slot, int64_t id,
+	    const char *tok, int64_t expires, const char *profile_arn);
+/* sa_last_error; id 0: whatever account the slot holds. */
+int	 shm_acct_set_error(struct shm *, uint32_t slot, int64_t id,
+	    const char *err);
+/* A state change under the lock, only while the slot holds id and is in
+ * state from (-1: any state but empty). 0 changed, -1 not. */
+int	 shm_acct_set_state(struct shm *, uint32_t slot, int64_t id,
+	    int32_t from, int32_t to);
+const char *shm_acct_state_name(int32_t);	/* "enabled", "refreshFailed" */
 struct shm_proc *shm_proc_self(void);	/* this process's slot, or a dummy */
 void	 shm_proc_set_self(int slot);
 
@@ -371,7 +425,7 @@ int	 http_write_chunk(struct buf *, const void *, size_t); /* 0 len = last */
 enum conn_state { CS_HEAD, CS_BODY, CS_HANDLING, CS_WRITING, CS_CLOSING };
 
 /* What an epoll event points at: every such struct starts with a kind. */
-enum ev_kind { EV_LISTENER = 1, EV_LIFELINE, EV_CONN };
+enum ev_kind { EV_LISTENER = 1, EV_LIFELINE, EV_CONN, EV_CURL };
 
 struct conn {
 	int		 co_kind;	/* EV_CONN: first, see enum ev_kind */
@@ -399,10 +453,33 @@ struct conn {
 	uint32_t	 co_events;		/* epoll interest */
 	int		 co_file_fd;		/* static file being sent, -1 */
 	off_t		 co_file_off, co_file_end;
+	struct relay	*co_relay;		/* the relay serving it, or NULL */
+	uint32_t	 co_revents;		/* epoll events of this wake-up */
+	int		 co_stream;		/* streaming: 1 chunked, 2 raw */
+	int		 co_broken;		/* a write failed: client gone */
+	int		 co_dead;		/* closed; freed at the loop's end */
+	int64_t		 co_progress;		/* ms: last byte written */
+	struct conn	*co_dnext;		/* dead list */
 };
 
 int	 worker_main(struct config *, int slot, int lifeline_fd, int log_fd)
 	    QR_ATTR_NORETURN;
+/* Run a connection on after an asynchronous handler changed it (the
+ * relay, from outside any curl callback). c may be gone afterwards. */
+void	 conn_kick(struct conn *);
+/* Timers a handler may put a connection in while CS_HANDLING: relay_tick
+ * runs when it fires. CT_SLOW: every RELAY_TICK_MS; CT_FAST: 100 ms. */
+enum conn_timer { CT_NONE = 0, CT_SLOW, CT_FAST };
+void	 conn_timer(struct conn *, int which);
+/* Streamed responses: a chunked head (or, for HTTP/1.0, a body ended by
+ * close), then pieces written at once where the socket takes them, the
+ * rest queued in co_out. conn_stream_write returns -1 when the client
+ * is gone (co_broken set). conn_stream_end queues the last chunk and
+ * moves to CS_WRITING: call conn_kick after it. */
+int	 conn_stream_begin(struct conn *, int status, const char *ctype,
+	    const char *extra_headers);
+int	 conn_stream_write(struct conn *, const void *, size_t);
+void	 conn_stream_end(struct conn *);
 /* Queue a complete response on c and start writing it. HEAD requests
  * get the head only. conn_respond_json takes ownership of the object. */
 void	 conn_respond(struct conn *, int status, const char *ctype,
@@ -482,6 +559,34 @@ int	 admin_gate(struct conn *);		/* head only: -1 answered */
 void	 admin_dispatch(struct conn *);	/* body in: run the route */
 
 /* ------------------------------------------------------------------ */
+/* secret.c: secrets at rest (AES-256-GCM, key file beside the database) */
+
+#define SECRET_KEY_LEN		32
+#define SECRET_HINT_LEN		6	/* characters a hint shows at most */
+#define SECRET_HINT_MAX		(SECRET_HINT_LEN + 4)	/* + "…" + NUL */
+/* column names, the associated data of each encrypted column */
+#define SECRET_AAD_REFRESH	"refresh_token"
+#define SECRET_AAD_CLIENT	"client_secret"
+#define SECRET_AAD_ACCESS	"access_token"
+
+/* <dirname(db_path)>/qrelayd.key */
+int	 secret_key_path(const char *db_path, char *out, size_t);
+/* Load the key (create it, 0600, when missing and create is set);
+ * ":memory:" gets a random key of its own. 0, or -1 logged. */
+int	 secret_init(const char *db_path, int create);
+int	 secret_ready(void);			/* 1 when a key is loaded */
+void	 secret_set_key(const unsigned char key[SECRET_KEY_LEN]);
+void	 secret_forget(void);
+/* out = version, nonce, ciphertext, tag; aad names the column. */
+int	 secret_encrypt(const char *plain, const char *aad, struct buf *out);
+/* The plaintext (malloc'd, NUL-terminated) or NULL when the blob is
+ * not ours (wrong key, tampered, wrong column). Free with secret_free. */
+char	*secret_decrypt(const void *blob, size_t len, const char *aad);
+void	 secret_free(char *, size_t n);		/* n 0: strlen */
+/* What may be shown of a secret: its first few characters and "…". */
+void	 secret_hint(const char *, char out[SECRET_HINT_MAX]);
+
+/* ------------------------------------------------------------------ */
 /* db.c: SQLite schema, migrations, queries                             */
 
 struct db_key {
@@ -508,16 +613,71 @@ int	 db_ensure_admin_password(sqlite3 *, int print_generated);
 /* New admin password hash; ends every admin session (one transaction). */
 int	 db_admin_password_set(sqlite3 *, const char *hash);
 
-/* What may be shown of an account: never its secrets. */
+/* What may be shown of an account: never its secrets, only hints. */
 struct db_account {
 	int64_t		 a_id;
 	char		 a_type[16];		/* "idc" or "social" */
 	char		 a_label[128];
-	char		 a_state[32];
+	char		 a_state[32];		/* "enabled" "disabled" "refresh_failed" ... */
 	int		 a_enabled;
 	int64_t		 a_expires;		/* access token, wall seconds */
 	char		 a_last_error[256];
+	char		 a_region[32];
+	char		 a_profile_arn[160];
+	char		 a_client_id[256];
+	char		 a_refresh_hint[SECRET_HINT_MAX];
+	char		 a_secret_hint[SECRET_HINT_MAX];	/* "" social */
+	int64_t		 a_created;
+	int64_t		 a_updated;
+	int64_t		 a_last_refresh;	/* last successful renewal */
+	int		 a_refresh_requested;	/* qrelayctl account refresh */
 };
+
+#define DB_ACCOUNT_SECRET_MAX	16384	/* bytes of a token or secret */
+
+/* A new account; the secrets are encrypted before they are stored. */
+struct db_account_new {
+	const char	*an_type;		/* "idc" or "social" */
+	const char	*an_label;
+	const char	*an_region;		/* "" = the config's */
+	const char	*an_profile_arn;
+	const char	*an_client_id;		/* idc */
+	const char	*an_client_secret;	/* idc */
+	const char	*an_refresh_token;
+	int		 an_enabled;
+};
+
+/* The refresher's view: secrets decrypted; free with ..._free. */
+struct db_account_secrets {
+	int64_t		 as_id;
+	char		 as_type[16];
+	char		 as_region[32];
+	char		 as_client_id[256];
+	char		*as_refresh_token;
+	char		*as_client_secret;	/* NULL social */
+};
+
+int	 db_account_label_ok(const char *);	/* 0..127 bytes, no controls */
+int	 db_account_region_ok(const char *);	/* [a-z0-9-], 1..31 */
+int64_t	 db_account_add(sqlite3 *, const struct db_account_new *); /* id, -1 */
+int	 db_account_get(sqlite3 *, int64_t id, struct db_account *); /* 1, 0 none, -1 */
+/* enabled -1 and label NULL keep what is there: 1 updated, 0 none, -1 */
+int	 db_account_update(sqlite3 *, int64_t id, int enabled,
+	    const char *label);
+int	 db_account_delete(sqlite3 *, int64_t id);	/* 1, 0 none, -1 */
+int	 db_account_request_refresh(sqlite3 *, int64_t id);	/* 1, 0, -1 */
+/* Rebuild the account slots (as db_keys_load_shm does for keys); rows
+ * with refresh_requested get SHM_REFRESH_FORCED. */
+int	 db_accounts_load_shm(sqlite3 *, struct shm *);
+int	 db_account_secrets(sqlite3 *, int64_t id, struct db_account_secrets *);
+void	 db_account_secrets_free(struct db_account_secrets *);
+/* A renewal went well: new access token, and a new refresh token when
+ * the answer had one (NULL keeps the old). 1 updated, 0 gone, -1. */
+int	 db_account_refreshed(sqlite3 *, int64_t id, const char *access,
+	    int64_t expires, const char *new_refresh, const char *profile_arn);
+/* It failed: revoked disables the account; reason is stored. */
+int	 db_account_refresh_failed(sqlite3 *, int64_t id, int revoked,
+	    const char *reason);
 /* List walkers: cb returns 0 to go on; a non-zero return stops the walk
  * and is returned (-1 on a database error). */
 int	 db_account_list(sqlite3 *,
@@ -562,10 +722,429 @@ int	 logger_main(struct config *, int slot, int lifeline_fd, int log_rfd)
 	    QR_ATTR_NORETURN;
 
 /* ------------------------------------------------------------------ */
+/* qreq.c: the request between the client APIs and the upstream        */
+/*
+ * openai.c and anthropic.c parse a client body into a struct qreq (the
+ * strings point into q_root or into copies qreq_strdup made); qreq_build
+ * lints and repairs it and writes the upstream conversationState JSON.
+ */
+
+#define QR_JSON_DEPTH		128	/* json-c nesting limit for bodies */
+
+enum qr_api { API_OPENAI = 1, API_ANTHROPIC };
+enum qrole { QROLE_USER = 1, QROLE_ASSISTANT };
+enum qpart_kind { QP_TEXT = 1, QP_THINKING, QP_IMAGE, QP_TOOL_USE,
+	QP_TOOL_RESULT };
+
+struct qpart {
+	int		 qp_kind;
+	const char	*qp_text;	/* TEXT, THINKING, TOOL_RESULT text */
+	size_t		 qp_text_len;
+	const char	*qp_image_format; /* IMAGE: "png" "jpeg" "gif" "webp" */
+	const char	*qp_image_b64;	/* IMAGE: base64 of the bytes */
+	size_t		 qp_image_len;
+	const char	*qp_tool_id;	/* TOOL_USE, TOOL_RESULT */
+	const char	*qp_tool_name;	/* TOOL_USE */
+	struct json_object *qp_tool_input; /* TOOL_USE: an object, borrowed */
+	int		 qp_tool_error;	/* TOOL_RESULT: the tool failed */
+};
+
+struct qmsg {
+	int		 qm_role;	/* enum qrole */
+	int		 qm_index;	/* the client's messages[] index, for
+					 * errors; qreq_add_msg sets the
+					 * qreq index, a parser may override */
+	struct qpart	*qm_parts;
+	size_t		 qm_nparts, qm_cap;
+};
+
+struct qtool {
+	const char	*qt_name;
+	const char	*qt_description;
+	struct json_object *qt_schema;	/* JSON Schema object, borrowed */
+};
+
+enum qtool_choice { QTC_AUTO = 0, QTC_NONE, QTC_ANY, QTC_TOOL };
+enum qthink { QTH_OFF = 0, QTH_ENABLED, QTH_ADAPTIVE };
+
+/* A client error: status, the API's error type, a message naming the
+ * rule broken. */
+struct qerr {
+	int		 qe_status;
+	char		 qe_type[48];
+	char		 qe_msg[256];
+};
+
+struct qreq {
+	int		 q_api;		/* enum qr_api */
+	const char	*q_model;	/* as the client wrote it */
+	int		 q_stream;
+	int		 q_include_usage; /* OpenAI stream_options.include_usage */
+	int64_t		 q_max_tokens;	/* 0: not given */
+	struct buf	 q_system;	/* system text, parts joined by "\n\n" */
+	struct qmsg	*q_msgs;
+	size_t		 q_nmsgs, q_msgs_cap;
+	struct qtool	*q_tools;
+	size_t		 q_ntools, q_tools_cap;
+	int		 q_tool_choice;	/* enum qtool_choice */
+	const char	*q_tool_choice_name;
+	int		 q_thinking;	/* enum qthink */
+	int		 q_thinking_budget; /* tokens, QTH_ENABLED */
+	const char	*q_effort;	/* QTH_ADAPTIVE: low medium high, or NULL */
+	struct json_object *q_root;	/* the parsed body: owns what is borrowed */
+	char		**q_owned;	/* strings qreq_strdup made */
+	size_t		 q_nowned, q_owned_cap;
+	/* set by qreq_build */
+	char		 q_upstream_model[128];
+	char		**q_tool_map;	/* pairs: upstream name, client name */
+	size_t		 q_ntool_map;
+};
+
+void	 qreq_init(struct qreq *, int api);
+void	 qreq_free(struct qreq *);
+/* Parse a body with json-c (depth QR_JSON_DEPTH) into q->q_root; on
+ * error fills e (400, the API's invalid-request type, where it failed). */
+int	 qreq_parse_json(struct qreq *, const char *body, size_t len,
+	    struct qerr *);
+/* NULL: no memory. The pointer lives until the next qreq_add_msg. */
+struct qmsg *qreq_add_msg(struct qreq *, int role);
+struct qpart *qreq_add_part(struct qreq *, struct qmsg *, int kind);
+struct qtool *qreq_add_tool(struct qreq *);
+const char *qreq_strdup(struct qreq *, const char *, size_t);
+void	 qerr_set(struct qerr *, int status, const char *type,
+	    const char *fmt, ...) QR_ATTR_PRINTF(4, 5);
+int	 qerr_bad(struct qerr *, const char *fmt, ...) QR_ATTR_PRINTF(2, 3);
+struct json_object *qjson_get(struct json_object *, const char *key);
+int	 qjson_append(struct buf *, struct json_object *);
+const char *qreq_image_format(const char *mime, size_t len);
+/* Client model name -> upstream modelId: the config's models list
+ * first (exact names and fnmatch patterns), then the built-in names,
+ * then the family defaults (opus, sonnet, haiku). -1: unknown. */
+int	 qreq_model_resolve(const struct config *, const char *client,
+	    char *out, size_t);
+/* Lint, repair, and write the upstream body (REST-JSON flavour):
+ * {"conversationState": {...}, "profileArn"?}. profile_arn may be ""
+ * or NULL. -1 with e filled: 400 naming the rule, nothing to send. */
+int	 qreq_build(struct qreq *, const struct config *,
+	    const char *profile_arn, struct buf *out, struct qerr *);
+/* The client's name of a tool the upstream calls by upstream_name
+ * (names over 64 bytes were shortened by qreq_build). */
+const char *qreq_tool_client_name(const struct qreq *, const char *);
+/* Input tokens of the request, as the tokenizer counts them. */
+int64_t	 qreq_count_tokens(const struct qreq *);
+/* The models GET /v1/models lists, in the API's shape. */
+struct json_object *qreq_models_json(const struct config *, int api);
+
+/* ------------------------------------------------------------------ */
+/* eventstream.c: AWS event-stream frames, and what they mean          */
+
+#define ES_MAX_HEADERS		32
+#define ES_MAX_FRAME		(16 * 1024 * 1024)
+
+enum es_htype { ES_TRUE = 0, ES_FALSE, ES_BYTE, ES_INT16, ES_INT32,
+	ES_INT64, ES_BYTES, ES_STRING, ES_TIMESTAMP, ES_UUID };
+
+struct es_header {
+	const char	*eh_name;
+	size_t		 eh_name_len;
+	int		 eh_type;	/* enum es_htype */
+	const char	*eh_value;	/* BYTES, STRING, UUID: the bytes */
+	size_t		 eh_value_len;
+	int64_t		 eh_int;	/* BOOL, BYTE, INT*, TIMESTAMP */
+};
+
+struct es_frame {
+	struct es_header ef_hdrs[ES_MAX_HEADERS];
+	size_t		 ef_nhdrs;
+	const char	*ef_payload;
+	size_t		 ef_payload_len;
+};
+
+struct es_decoder {
+	struct buf	 ed_buf;	/* the unfinished frame */
+	size_t		 ed_max;	/* frame size limit */
+	char		 ed_err[128];	/* why the stream is corrupt */
+	int		 ed_failed;
+};
+
+void	 es_init(struct es_decoder *, size_t max_frame);
+void	 es_free(struct es_decoder *);
+/* Feed bytes in any split; cb runs once per whole, CRC-checked frame
+ * (its pointers live until cb returns; cb returns -1 to stop). -1: the
+ * stream is corrupt (ed_err says why) or cb stopped (ed_err ""); it
+ * never continues after either. */
+int	 es_feed(struct es_decoder *, const void *, size_t,
+	    int (*cb)(const struct es_frame *, void *), void *);
+size_t	 es_pending(const struct es_decoder *);	/* bytes of a partial frame */
+const char *es_header_str(const struct es_frame *, const char *name,
+	    size_t *len);
+/* Encode one frame (string headers only): used by tests and the bench. */
+int	 es_encode(struct buf *, const char *const *names,
+	    const char *const *values, size_t nhdrs, const void *payload,
+	    size_t len);
+
+/* What an upstream stream says, in order, API-neutral. */
+enum qev_type { QEV_TEXT = 1, QEV_THINKING, QEV_TOOL_START, QEV_TOOL_ARGS,
+	QEV_TOOL_STOP, QEV_ERROR };
+enum qstop { QSTOP_NONE = 0, QSTOP_END_TURN, QSTOP_TOOL_USE,
+	QSTOP_MAX_TOKENS, QSTOP_CONTEXT, QSTOP_ERROR };
+
+struct qev {
+	int		 qv_type;	/* enum qev_type */
+	const char	*qv_text;	/* TEXT, THINKING, TOOL_ARGS fragment */
+	size_t		 qv_len;
+	const char	*qv_tool_id;	/* TOOL_START, TOOL_ARGS, TOOL_STOP */
+	const char	*qv_tool_name;	/* TOOL_START: the upstream name */
+	int		 qv_tool_index;	/* 0, 1, ... in order of start */
+	int		 qv_status;	/* ERROR: the HTTP status it means */
+	const char	*qv_err_type;	/* ERROR: Anthropic error type */
+	const char	*qv_err_msg;
+};
+
+/*
+ * The upstream stream interpreter: frames -> qev. It turns <thinking>
+ * text into THINKING events when thinking was asked for (partial tags
+ * held back across chunks), assembles tool-use fragments, drops
+ * duplicates, and at the end decides the stop reason: a stream cut
+ * short (transport error, a partial frame, an unfinished tool call)
+ * ends with QSTOP_MAX_TOKENS, never QSTOP_END_TURN.
+ */
+struct ustream {
+	struct es_decoder us_dec;
+	int		(*us_emit)(const struct qev *, void *);
+	void		*us_arg;
+	int		 us_thinking;	/* split <thinking> out of the text */
+	int		 us_think_state;
+	struct buf	 us_hold;	/* text held back at a tag boundary */
+	struct buf	 us_last_text;	/* for duplicate detection */
+	char		 us_tool_id[128];	/* open tool call, "" none */
+	char		 us_tool_name[128];
+	int		 us_ntools;
+	int		 us_nframes;
+	int		 us_saw_end;	/* metering/context/metadata seen */
+	int		 us_failed;	/* corrupt frame or exception */
+	int		 us_stop;	/* enum qstop, after ustream_finish */
+	int		 us_upstream_stop;	/* metadataEvent.stopReason */
+	double		 us_credits;	/* meteringEvent.usage */
+	double		 us_context_pct;	/* contextUsageEvent */
+	int64_t		 us_in_tokens;	/* metadataEvent, 0 if none */
+	int64_t		 us_out_tokens;
+	char		 us_conversation_id[128];
+	struct buf	 us_out;	/* every text, thinking and args byte,
+					 * for counting output tokens */
+	/* private to eventstream.c */
+	struct json_tokener *us_tok;	/* reused for every payload */
+	struct buf	 us_done_ids;	/* finished tool ids, each "\0id\0" */
+	char		 us_think_prev;	/* last thinking byte out (quotes) */
+	int		 us_err_sent;	/* an ERROR event went out */
+	int		 us_cle;	/* content-length exception seen */
+	int		 us_tool_open_at_end; /* finish closed a cut tool call */
+	size_t		 us_ntext;	/* text bytes emitted */
+	size_t		 us_nthink;	/* thinking bytes emitted */
+	int		 us_finished;
+};
+
+void	 ustream_init(struct ustream *, int thinking,
+	    int (*emit)(const struct qev *, void *), void *);
+void	 ustream_free(struct ustream *);
+/* -1: corrupt or failed (an ERROR event went out first), or emit
+ * returned -1; stop feeding. Events are well nested: text or thinking
+ * arriving inside a tool call closes it (TOOL_STOP) first. */
+int	 ustream_feed(struct ustream *, const void *, size_t);
+/* The end: transport_ok is 0 when the connection broke. Flushes held
+ * text, closes an open tool call, sets us_stop. */
+int	 ustream_finish(struct ustream *, int transport_ok);
+
+/* ------------------------------------------------------------------ */
+/* openai.c, anthropic.c: client bodies in, responses out             */
+
+struct usage {
+	int64_t		 u_in;		/* input tokens */
+	int64_t		 u_out;		/* output tokens */
+	double		 u_credits;
+};
+
+/* Response renderer state, one per request. Streams write SSE bytes to
+ * out as events come; non-streaming responses accumulate and write the
+ * whole JSON body at finish. */
+struct render {
+	int		 rd_api;
+	int		 rd_stream;
+	const struct qreq *rd_q;
+	char		 rd_id[64];	/* chatcmpl-... / msg_... */
+	int64_t		 rd_created;	/* wall seconds */
+	struct usage	 rd_usage;	/* u_in set before start, all before finish */
+	int		 rd_started;
+	int		 rd_block;	/* Anthropic: open block index, -1 none */
+	int		 rd_block_kind;
+	int		 rd_nblocks;
+	int		 rd_ntools;
+	struct buf	 rd_text;	/* non-stream: text so far */
+	struct buf	 rd_thinking;	/* non-stream: thinking so far */
+	struct json_object *rd_acc;	/* non-stream: tool calls so far */
+	struct buf	 rd_args;	/* non-stream: args of the open tool */
+	int64_t		 rd_tool_args;	/* OpenAI: args bytes the open tool
+					 * call has had, -1: none open */
+	int		 rd_flags;	/* the renderer's own bits */
+	int		 rd_err_status;	/* an ERROR came, its status (OpenAI
+					 * streams too: nothing follows it) */
+};
+
+int	 openai_parse(struct qreq *, const char *body, size_t, struct qerr *);
+void	 openai_render_init(struct render *, const struct qreq *);
+int	 openai_render_start(struct render *, struct buf *out);
+int	 openai_render_event(struct render *, const struct qev *, struct buf *);
+int	 openai_render_ping(struct render *, struct buf *out);
+/* Streams: 0 (or -1, no memory); after an ERROR (or stop QSTOP_ERROR)
+ * the error data line is the last thing written, no [DONE]. Non-stream:
+ * 0 when out holds the chat.completion body (HTTP 200), else the HTTP
+ * status of the OpenAI error body written to out. */
+int	 openai_render_finish(struct render *, int stop, struct buf *out);
+/* {"error":{"message","type","param":null,"code":null}}; type NULL:
+ * openai_error_type(status) */
+struct json_object *openai_error_json(int status, const char *type,
+	    const char *message);
+const char *openai_error_type(int status);	/* 400 -> invalid_request_error ... */
+
+int	 anthropic_parse(struct qreq *, const char *body, size_t,
+	    struct qerr *);
+void	 anthropic_render_init(struct render *, const struct qreq *);
+int	 anthropic_render_start(struct render *, struct buf *out);
+int	 anthropic_render_event(struct render *, const struct qev *,
+	    struct buf *);
+int	 anthropic_render_ping(struct render *, struct buf *out);
+/* Non-stream: rd_acc holds the content blocks so far, in order. The
+ * return is 0 when out holds the message (status 200), the HTTP status
+ * (>= 400, rd_err_status) when an ERROR event came and out holds the
+ * Anthropic error body, -1 out of memory. Streams: 0 or -1; after an
+ * ERROR event (stop QSTOP_ERROR) nothing more is written. */
+int	 anthropic_render_finish(struct render *, int stop, struct buf *out);
+/* {"type":"error","error":{"type","message"}} */
+struct json_object *anthropic_error_json(int status, const char *type,
+	    const char *message);
+const char *anthropic_error_type(int status);	/* 400 -> invalid_request_error ... */
+void	 render_free(struct render *);	/* relay.c */
+
+/* ------------------------------------------------------------------ */
+/* tokens.c: the Claude BPE tokenizer                                   */
+
+int	 tokens_init(void);		/* load the embedded vocabulary; 0/-1 */
+/* Tokens in utf8[0..len) as countTokens() of @anthropic-ai/tokenizer
+ * counts them. Loads the vocabulary if tokens_init() has not; never
+ * fails (without memory it guesses len / 4). */
+int64_t	 tokens_count(const char *utf8, size_t len);
+
+
+/* ------------------------------------------------------------------ */
+/* pool.c: picking an account for a request (workers; shm only)        */
+
+struct pool_pick {
+	int		 pp_slot;
+	int64_t		 pp_id;
+	uint32_t	 pp_token_gen;
+	char		 pp_token[SHM_TOKEN_MAX];
+	char		 pp_region[32];
+	char		 pp_profile_arn[160];
+};
+
+/* An enabled account with a token valid for a while, not exclude_slot
+ * (-1: none); its in-flight count is taken. 0 ok, -1 none can serve. */
+int	 pool_pick(struct shm *, struct pool_pick *, int exclude_slot);
+/* The request on it is over: in-flight count back, counters, and the
+ * last error (NULL when it went well). */
+void	 pool_release(struct shm *, int slot, int ok, const char *error);
+/* "Bearer token invalid": flag the slot and wake the refresher. */
+void	 pool_want_refresh(struct shm *, int slot);
+/* Wake the refresher(s) to look at the flags now (SIGUSR2). */
+void	 pool_wake_refresher(struct shm *);
+/* 1 when the slot's token is usable now: enabled, expiring > 60 s on. */
+int	 pool_acct_ready(const struct shm_acct *, int64_t now);
+/* 1 when the slot's token is newer than gen (the refresh landed). */
+int	 pool_token_changed(struct shm *, int slot, uint32_t gen);
+
+/* ------------------------------------------------------------------ */
+/* upstream.c: the worker's libcurl multi handle in its epoll loop     */
+
+int	 upstream_init(int epfd);		/* in the worker, after fork */
+void	 upstream_fini(void);
+void	*upstream_multi(void);			/* the CURLM * */
+void	 upstream_event(void *src, uint32_t events);	/* EV_CURL fired */
+int64_t	 upstream_deadline(void);		/* ms monotonic, 0 none */
+void	 upstream_timers(int64_t now);
+void	 upstream_reap(void);	/* dead sockets, at the loop's end */
+
+/* ------------------------------------------------------------------ */
+/* relay.c: one client request through the upstream                    */
+
+#define RELAY_TICK_MS		10000	/* pings, timeouts */
+
+void	 relay_start(struct conn *, int api);	/* POST chat/messages */
+void	 relay_count_tokens(struct conn *);
+/* The transfer of easy finished (from upstream.c). */
+void	 relay_done(void *easy, int curl_result);
+/* From the worker: a timer fired (-1: close the connection), the
+ * client's socket drained (resume a paused transfer). */
+int	 relay_tick(struct conn *);
+void	 relay_drained(struct conn *);
+void	 relay_log(struct conn *, struct log_rec *);
+void	 relay_free(struct relay *);	/* cancels a transfer in flight */
+
+/* ------------------------------------------------------------------ */
 /* refresher.c                                                          */
 
 int	 refresher_main(struct config *, int slot, int lifeline_fd)
 	    QR_ATTR_NORETURN;
+#define REFRESH_WINDOW		600	/* renew tokens expiring within, s */
+
+/* ------------------------------------------------------------------ */
+/* oidc.c, kiro.c: the upstream auth clients (blocking; the refresher) */
+
+enum auth_result { AUTH_OK = 0, AUTH_REVOKED, AUTH_FAILED };
+
+struct auth_tokens {
+	char		*at_access;	/* malloc'd; auth_tokens_free zeroes */
+	char		*at_refresh;	/* a new refresh token, or NULL */
+	char		 at_profile_arn[160];	/* "" when the answer had none */
+	int64_t		 at_expires;	/* wall seconds */
+	int		 at_status;	/* HTTP status, 0 transport error */
+	char		 at_error[160];	/* why, never a secret */
+};
+
+void	 oidc_tokens_free(struct auth_tokens *);
+/* The endpoint for region: the configured one, with the config's region
+ * replaced by region where it appears in it (no host is hard-coded). */
+void	 oidc_endpoint_for(const char *configured, const char *cf_region,
+	    const char *region, char *out, size_t);
+/* POST a JSON body to url; *status the HTTP status (0: transport
+ * error, with its text in err). The answer is capped at 64 KiB. */
+int	 oidc_http_post(const struct config *, const char *url,
+	    const char *body, int *status, struct buf *resp, char *err,
+	    size_t);
+/* POST body to url and read the token answer: enum auth_result. */
+int	 oidc_exchange(const struct config *, const char *url,
+	    const char *body, const char *refresh_token, struct auth_tokens *);
+/* The answer of a refresh, 200 or not (refresh_token: kept out of
+ * at_error). invalid_grant / invalid_client -> AUTH_REVOKED. */
+int	 oidc_parse_answer(int status, const struct buf *resp,
+	    const char *refresh_token, struct auth_tokens *);
+/* Request bodies: o's text (secret_free it); o is put and json-c's
+ * copies of the members secret_names (NULL-terminated) are zeroed. */
+char	*oidc_json_body(struct json_object *o,
+	    const char *const *secret_names);
+void	 oidc_json_scrub(struct json_object *, const char *const *names);
+/* The refresh POST of either client: o (put here; NULL = out of
+ * memory) to endpoint (for region) + path. enum auth_result. */
+int	 oidc_post_refresh(const struct config *, const char *endpoint,
+	    const char *region, const char *path, struct json_object *o,
+	    const char *const *secret_names, const char *refresh_token,
+	    struct auth_tokens *);
+/* OIDC CreateToken, grantType refresh_token: enum auth_result. */
+int	 oidc_refresh(const struct config *, const char *region,
+	    const char *client_id, const char *client_secret,
+	    const char *refresh_token, struct auth_tokens *);
+/* Kiro POST /refreshToken: enum auth_result. */
+int	 kiro_refresh(const struct config *, const char *region,
+	    const char *refresh_token, struct auth_tokens *);
 
 
 #endif /* QRELAYD_H */

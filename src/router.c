@@ -12,19 +12,6 @@
 
 #include "qrelayd.h"
 
-/* Model ids offered on /v1/models (the relay maps them upstream). */
-static const char *const router_models[] = {
-	"claude-sonnet-4.5",
-	"claude-sonnet-4-5-20250929",
-	"claude-haiku-4.5",
-	"claude-haiku-4-5",
-	"claude-opus-4.5",
-	"claude-4.5-opus-high",
-	"claude-4.5-opus-low",
-	"claude-sonnet-4",
-	"claude-sonnet-3.5",
-};
-
 static int
 path_is(const struct http_req *q, const char *p)
 {
@@ -41,30 +28,6 @@ path_has_prefix(const struct http_req *q, const char *p)
 	return q->rq_path_len >= n && memcmp(q->rq_path, p, n) == 0;
 }
 
-static const char *
-default_type(int status)
-{
-	switch (status) {
-	case 400: case 405: case 411: case 413: case 414: case 415: case 417:
-	case 431: case 501: case 505:
-		return "invalid_request_error";
-	case 401:
-		return "authentication_error";
-	case 403:
-		return "permission_error";
-	case 404:
-		return "not_found_error";
-	case 408:
-		return "timeout_error";
-	case 429:
-		return "rate_limit_error";
-	case 503:
-		return "overloaded_error";
-	default:
-		return "api_error";
-	}
-}
-
 void
 router_error(struct conn *c, int status, const char *type, const char *msg)
 {
@@ -78,32 +41,19 @@ router_error_hdr(struct conn *c, int status, const char *type,
 	struct json_object	*o, *e;
 	struct http_req		*q = c->co_req;
 
-	if (type == NULL)
-		type = default_type(status);
 	if (msg == NULL)
 		msg = http_reason(status);
-	e = json_object_new_object();
 	if (q && path_has_prefix(q, "/v1/messages")) {
-		/* Anthropic: {"type":"error","error":{"type","message"}} */
-		o = json_object_new_object();
-		json_object_object_add(o, "type",
-		    json_object_new_string("error"));
-		json_object_object_add(e, "type", json_object_new_string(type));
-		json_object_object_add(e, "message",
-		    json_object_new_string(msg));
-		json_object_object_add(o, "error", e);
+		o = anthropic_error_json(status, type, msg);
 	} else if (q && path_has_prefix(q, "/v1/")) {
-		/* OpenAI: {"error":{"message","type","param","code"}} */
-		o = json_object_new_object();
-		json_object_object_add(e, "message",
-		    json_object_new_string(msg));
-		json_object_object_add(e, "type", json_object_new_string(type));
-		json_object_object_add(e, "param", NULL);
-		json_object_object_add(e, "code", NULL);
-		json_object_object_add(o, "error", e);
+		/* OpenAI's clients go by the status; its own type names */
+		o = openai_error_json(status, NULL, msg);
 	} else {
+		/* the admin API and the rest: {"error":{"type","message"}} */
 		o = json_object_new_object();
-		json_object_object_add(e, "type", json_object_new_string(type));
+		e = json_object_new_object();
+		json_object_object_add(e, "type", json_object_new_string(
+		    type ? type : anthropic_error_type(status)));
 		json_object_object_add(e, "message",
 		    json_object_new_string(msg));
 		json_object_object_add(o, "error", e);
@@ -122,29 +72,16 @@ route_healthz(struct conn *c)
 	    "Cache-Control: no-store\r\n");
 }
 
+/* GET /v1/models in the shape of the API the client speaks: Anthropic's
+ * SDKs send anthropic-version, OpenAI's do not. */
 static void
 route_models(struct conn *c)
 {
-	struct json_object	*o, *data, *m;
-	size_t			 i;
+	int	 api = conn_header(c, "anthropic-version", NULL) != NULL ?
+		    API_ANTHROPIC : API_OPENAI;
 
-	o = json_object_new_object();
-	data = json_object_new_array();
-	for (i = 0; i < nitems(router_models); i++) {
-		m = json_object_new_object();
-		json_object_object_add(m, "id",
-		    json_object_new_string(router_models[i]));
-		json_object_object_add(m, "object",
-		    json_object_new_string("model"));
-		json_object_object_add(m, "created",
-		    json_object_new_int64(1727568000));
-		json_object_object_add(m, "owned_by",
-		    json_object_new_string("anthropic"));
-		json_object_array_add(data, m);
-	}
-	json_object_object_add(o, "object", json_object_new_string("list"));
-	json_object_object_add(o, "data", data);
-	conn_respond_json(c, 200, o, NULL);
+	conn_respond_json(c, 200, qreq_models_json(qr_wctx->wc_cf, api),
+	    NULL);
 }
 
 /* Prometheus text format, from the shared table's counters. */
@@ -236,14 +173,30 @@ route_client_auth(struct conn *c)
 	return 0;
 }
 
-/* The fixed routes: GET and HEAD only. */
+static void
+route_chat(struct conn *c)
+{
+	relay_start(c, API_OPENAI);
+}
+
+static void
+route_messages(struct conn *c)
+{
+	relay_start(c, API_ANTHROPIC);
+}
+
+/* The fixed routes. */
 static const struct route {
 	const char	*rt_path;
+	int		 rt_post;	/* POST only, else GET and HEAD */
 	void		(*rt_fn)(struct conn *);
 } routes[] = {
-	{ "/healthz",	route_healthz },
-	{ "/metrics",	route_metrics },
-	{ "/v1/models",	route_models },
+	{ "/healthz",			0, route_healthz },
+	{ "/metrics",			0, route_metrics },
+	{ "/v1/models",			0, route_models },
+	{ "/v1/chat/completions",	1, route_chat },
+	{ "/v1/messages",		1, route_messages },
+	{ "/v1/messages/count_tokens",	1, relay_count_tokens },
 };
 
 int
@@ -276,11 +229,11 @@ router_dispatch(struct conn *c)
 		rt = &routes[i];
 		if (!path_is(q, rt->rt_path))
 			continue;
-		if (get)
+		if (rt->rt_post ? q->rq_method == HTTP_POST : get)
 			rt->rt_fn(c);
 		else
-			router_error_hdr(c, 405, NULL, NULL,
-			    "Allow: GET, HEAD\r\n");
+			router_error_hdr(c, 405, NULL, NULL, rt->rt_post ?
+			    "Allow: POST\r\n" : "Allow: GET, HEAD\r\n");
 		return;
 	}
 	if (path_has_prefix(q, "/v2/"))

@@ -344,6 +344,270 @@ shm_acct_write_token(struct shm *s, uint32_t slot, const char *tok,
 	shm_unlock(s);
 }
 
+/* ---- account slots ---- */
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	int64_t	 x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+const char *
+shm_acct_state_name(int32_t st)
+{
+	static const char *const names[] = {
+		[ACCT_EMPTY] = "empty", [ACCT_ENABLED] = "enabled",
+		[ACCT_DISABLED] = "disabled", [ACCT_COOLDOWN] = "cooldown",
+		[ACCT_EXHAUSTED] = "exhausted", [ACCT_SUSPENDED] = "suspended",
+		[ACCT_REFRESH_FAILED] = "refreshFailed",
+	};
+
+	if (st < 0 || (size_t)st >= nitems(names))
+		return "unknown";
+	return names[st];
+}
+
+static uint32_t
+acct_high(struct shm *s)
+{
+	uint32_t	 high = atomic_load_explicit(&s->shm_hdr->sh_accts_high,
+			    memory_order_acquire);
+
+	return high > s->shm_hdr->sh_max_accounts ?
+	    s->shm_hdr->sh_max_accounts : high;
+}
+
+/* sa_id is written under the seqlock and sh_lock; a plain scan is a
+ * hint that the callers confirm (under the lock, or by a seqlock copy). */
+int
+shm_acct_find(struct shm *s, int64_t id)
+{
+	uint32_t	 i, high = acct_high(s);
+
+	for (i = 0; i < high; i++)
+		if (atomic_load(&s->shm_accts[i].sa_state) != ACCT_EMPTY &&
+		    s->shm_accts[i].sa_id == id)
+			return (int)i;
+	return -1;
+}
+
+static void
+acct_copy_str(char *dst, size_t dstsz, const char *src)
+{
+	memset(dst, 0, dstsz);
+	strlcpy_qr(dst, src != NULL ? src : "", dstsz);
+}
+
+int
+shm_acct_put(struct shm *s, const struct shm_acct_meta *m, const char *tok,
+    int64_t expires)
+{
+	int	 r;
+
+	shm_lock(s);
+	r = shm_acct_put_locked(s, m, tok, expires);
+	shm_unlock(s);
+	return r;
+}
+
+int
+shm_acct_put_locked(struct shm *s, const struct shm_acct_meta *m,
+    const char *tok, int64_t expires)
+{
+	struct shm_hdr	*h = s->shm_hdr;
+	struct shm_acct	*a;
+	uint32_t	 i, high, slot = UINT32_MAX;
+	int32_t		 cur;
+	int		 fresh;
+
+	high = atomic_load(&h->sh_accts_high);
+	for (i = 0; i < high; i++) {
+		a = &s->shm_accts[i];
+		if (atomic_load(&a->sa_state) != ACCT_EMPTY) {
+			if (a->sa_id == m->am_id) {
+				slot = i;
+				break;
+			}
+		} else if (slot == UINT32_MAX)
+			slot = i;
+	}
+	if (slot == UINT32_MAX) {
+		if (high >= h->sh_max_accounts)
+			return -1;
+		slot = high;
+	}
+	a = &s->shm_accts[slot];
+	cur = atomic_load(&a->sa_state);
+	fresh = cur == ACCT_EMPTY || a->sa_id != m->am_id;
+	seq_write_begin(&a->sa_seq);
+	if (fresh) {
+		/* sa_inflight stays: requests of a deleted account that
+		 * still run give their count back to this slot */
+		a->sa_id = m->am_id;
+		explicit_bzero(a->sa_token, sizeof(a->sa_token));
+		a->sa_expires = 0;
+		if (tok != NULL && strlen(tok) < sizeof(a->sa_token)) {
+			memcpy(a->sa_token, tok, strlen(tok));
+			a->sa_expires = expires;
+		}
+		memset(a->sa_last_error, 0, sizeof(a->sa_last_error));
+		atomic_store(&a->sa_refresh_wanted, 0);
+		atomic_store(&a->sa_cooldown_until, 0);
+		atomic_store(&a->sa_requests, 0);
+		atomic_store(&a->sa_errors, 0);
+	}
+	acct_copy_str(a->sa_label, sizeof(a->sa_label), m->am_label);
+	acct_copy_str(a->sa_region, sizeof(a->sa_region), m->am_region);
+	acct_copy_str(a->sa_profile_arn, sizeof(a->sa_profile_arn),
+	    m->am_profile_arn);
+	if (fresh || m->am_state == ACCT_DISABLED || cur == ACCT_DISABLED)
+		atomic_store(&a->sa_state, m->am_state);
+	seq_write_end(&a->sa_seq);
+	if (fresh)
+		atomic_fetch_add_explicit(&a->sa_token_gen, 1,
+		    memory_order_release);
+	if (slot >= high)
+		atomic_store_explicit(&h->sh_accts_high, slot + 1,
+		    memory_order_release);
+	return (int)slot;
+}
+
+static void
+acct_clear(struct shm_acct *a)
+{
+	seq_write_begin(&a->sa_seq);
+	atomic_store(&a->sa_state, ACCT_EMPTY);
+	a->sa_id = 0;
+	explicit_bzero(a->sa_token, sizeof(a->sa_token));
+	a->sa_expires = 0;
+	memset(a->sa_label, 0, sizeof(a->sa_label));
+	memset(a->sa_region, 0, sizeof(a->sa_region));
+	memset(a->sa_profile_arn, 0, sizeof(a->sa_profile_arn));
+	memset(a->sa_last_error, 0, sizeof(a->sa_last_error));
+	atomic_store(&a->sa_refresh_wanted, 0);
+	seq_write_end(&a->sa_seq);
+	/* a worker waiting on the token learns it is gone */
+	atomic_fetch_add_explicit(&a->sa_token_gen, 1, memory_order_release);
+}
+
+int
+shm_acct_remove(struct shm *s, int64_t id)
+{
+	uint32_t	 i, high;
+	int		 rv = -1;
+
+	shm_lock(s);
+	high = atomic_load(&s->shm_hdr->sh_accts_high);
+	for (i = 0; i < high; i++) {
+		struct shm_acct	*a = &s->shm_accts[i];
+
+		if (atomic_load(&a->sa_state) == ACCT_EMPTY || a->sa_id != id)
+			continue;
+		acct_clear(a);
+		rv = 0;
+		break;
+	}
+	shm_unlock(s);
+	return rv;
+}
+
+void
+shm_accts_retain_locked(struct shm *s, const int64_t *ids, size_t n)
+{
+	uint32_t	 i, high;
+
+	high = atomic_load(&s->shm_hdr->sh_accts_high);
+	for (i = 0; i < high; i++) {
+		struct shm_acct	*a = &s->shm_accts[i];
+
+		if (atomic_load(&a->sa_state) == ACCT_EMPTY || (n > 0 &&
+		    bsearch(&a->sa_id, ids, n, sizeof(*ids), id_cmp) != NULL))
+			continue;
+		acct_clear(a);
+	}
+}
+
+/* The slot, locked, if it holds id (0: any account); else NULL, unlocked. */
+static struct shm_acct *
+acct_lock_id(struct shm *s, uint32_t slot, int64_t id)
+{
+	struct shm_acct	*a;
+
+	if (slot >= s->shm_hdr->sh_max_accounts)
+		return NULL;
+	a = &s->shm_accts[slot];
+	shm_lock(s);
+	if (atomic_load(&a->sa_state) == ACCT_EMPTY ||
+	    (id != 0 && a->sa_id != id)) {
+		shm_unlock(s);
+		return NULL;
+	}
+	return a;
+}
+
+int
+shm_acct_set_token(struct shm *s, uint32_t slot, int64_t id, const char *tok,
+    int64_t expires, const char *profile_arn)
+{
+	struct shm_acct	*a;
+	size_t		 len = strlen(tok);
+
+	if (len >= SHM_TOKEN_MAX) {
+		log_warnx("%s: slot %u: token of %zu bytes is too long",
+		    __func__, slot, len);
+		len = 0;
+		expires = 0;
+	}
+	if ((a = acct_lock_id(s, slot, id)) == NULL)
+		return -1;
+	seq_write_begin(&a->sa_seq);
+	memcpy(a->sa_token, tok, len);
+	explicit_bzero(a->sa_token + len, sizeof(a->sa_token) - len);
+	a->sa_expires = expires;
+	if (profile_arn != NULL && *profile_arn != '\0')
+		acct_copy_str(a->sa_profile_arn, sizeof(a->sa_profile_arn),
+		    profile_arn);
+	memset(a->sa_last_error, 0, sizeof(a->sa_last_error));
+	seq_write_end(&a->sa_seq);
+	atomic_fetch_add_explicit(&a->sa_token_gen, 1, memory_order_release);
+	atomic_store(&a->sa_refresh_wanted, 0);
+	shm_unlock(s);
+	return 0;
+}
+
+int
+shm_acct_set_error(struct shm *s, uint32_t slot, int64_t id, const char *err)
+{
+	struct shm_acct	*a;
+
+	if ((a = acct_lock_id(s, slot, id)) == NULL)
+		return -1;
+	seq_write_begin(&a->sa_seq);
+	acct_copy_str(a->sa_last_error, sizeof(a->sa_last_error), err);
+	seq_write_end(&a->sa_seq);
+	shm_unlock(s);
+	return 0;
+}
+
+int
+shm_acct_set_state(struct shm *s, uint32_t slot, int64_t id, int32_t from,
+    int32_t to)
+{
+	struct shm_acct	*a;
+	int		 rv = -1;
+
+	if ((a = acct_lock_id(s, slot, id)) == NULL)
+		return -1;
+	if (from == -1 || atomic_load(&a->sa_state) == from) {
+		atomic_store(&a->sa_state, to);
+		rv = 0;
+	}
+	shm_unlock(s);
+	return rv;
+}
+
 int
 shm_key_add(struct shm *s, int64_t id, const unsigned char hash[32],
     const char *prefix)
@@ -425,14 +689,6 @@ shm_key_remove(struct shm *s, int64_t id)
 	}
 	shm_unlock(s);
 	return rv;
-}
-
-static int
-id_cmp(const void *a, const void *b)
-{
-	int64_t	 x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 void

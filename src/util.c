@@ -190,3 +190,20 @@ fmt_rfc1123(time_t t, char out[40])
 	strftime(out, 40, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
+
+/* A random (version 4) UUID in its 36-character text form. */
+int
+uuid4(char out[37])
+{
+	unsigned char	 u[16];
+	char		 hex[33];
+
+	if (random_bytes(u, sizeof(u)) == -1)
+		return -1;
+	u[6] = (u[6] & 0x0f) | 0x40;
+	u[8] = (u[8] & 0x3f) | 0x80;
+	hex_encode(u, sizeof(u), hex);
+	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8,
+	    hex + 12, hex + 16, hex + 20);
+	return 0;
+}

@@ -30,7 +30,8 @@
 
 #include "qrelayd.h"
 
-enum { TL_HEAD, TL_BODY, TL_IDLE, TL_WRITE, TL_LINGER, TL_N };
+enum { TL_HEAD, TL_BODY, TL_IDLE, TL_WRITE, TL_LINGER, TL_SLOW, TL_FAST,
+	TL_N };
 
 struct evsrc {
 	int	 es_kind;	/* enum ev_kind */
@@ -62,6 +63,7 @@ static struct {
 	struct http_req	 scratch;	/* parse target until a head is whole */
 	char		 rbuf[65536];	/* read scratch */
 	int		 log_fd;
+	struct conn	*dead;		/* closed this turn, freed at its end */
 } W;
 
 static struct worker_ctx	 wctx;
@@ -120,6 +122,8 @@ timer_wait_ms(void)
 			next = W.tl[i].tl_head->co_deadline;
 	if (W.accept_resume && W.accept_resume < next)
 		next = W.accept_resume;
+	if (upstream_deadline() && upstream_deadline() < next)
+		next = upstream_deadline();
 	return next <= W.now ? 0 : (int)(next - W.now);
 }
 
@@ -138,6 +142,11 @@ conn_timeout(struct conn *c)
 		log_debug("%s: timeout reading the request", c->co_peer_text);
 		conn_fail(c, 408);
 		conn_drive(c);
+		return;
+	case CS_HANDLING:
+		if (c->co_relay != NULL && relay_tick(c) == 0)
+			return;
+		conn_close(c);
 		return;
 	default:
 		conn_close(c);
@@ -278,6 +287,11 @@ accept_ready(struct evsrc *l)
 static void
 conn_release_request(struct conn *c)
 {
+	if (c->co_relay != NULL) {
+		relay_free(c->co_relay);
+		c->co_relay = NULL;
+	}
+	c->co_stream = 0;
 	free(c->co_req);
 	c->co_req = NULL;
 	if (c->co_file_fd != -1)
@@ -290,15 +304,23 @@ conn_release_request(struct conn *c)
 	c->co_key_id = 0;
 }
 
+/*
+ * Close now, free at the end of the loop turn: a later event of the same
+ * epoll batch, or a relay finishing in the same turn, may still hold c.
+ */
 static void
 conn_close(struct conn *c)
 {
+	if (c->co_dead)
+		return;
 	timer_del(c);
 	conn_release_request(c);
 	close(c->co_fd);	/* also removes it from the epoll set */
 	buf_free(&c->co_in);
 	buf_free(&c->co_out);
-	free(c);
+	c->co_dead = 1;
+	c->co_dnext = W.dead;
+	W.dead = c;
 	W.nconns--;
 	atomic_fetch_sub(&shm_proc_self()->sp_conns_active, 1);
 	if (!W.draining && !W.accepting && W.accept_resume == 0 &&
@@ -335,6 +357,8 @@ conn_log(struct conn *c)
 		memcpy(r.lr_path, q->rq_path, n);
 	}
 	strlcpy_qr(r.lr_client_ip, c->co_peer_text, sizeof(r.lr_client_ip));
+	if (c->co_relay != NULL)
+		relay_log(c, &r);
 	logger_send(W.log_fd, &r);
 }
 
@@ -631,6 +655,7 @@ conn_flush(struct conn *c)
 			return -1;
 		}
 		buf_consume(&c->co_out, (size_t)n);
+		c->co_progress = W.now;
 		/* a 100 Continue goes out while the body timer runs */
 		if (c->co_state == CS_WRITING)
 			timer_set(c, TL_WRITE);
@@ -658,6 +683,8 @@ conn_drive(struct conn *c)
 {
 	int	 r;
 
+	if (c->co_dead)
+		return;
 	for (;;) {
 		switch (c->co_state) {
 		case CS_WRITING:
@@ -670,7 +697,23 @@ conn_drive(struct conn *c)
 			conn_finish(c);
 			continue;
 		case CS_HANDLING:
-			return;	/* the handler drives it on */
+			/* the handler drives it on; a relay streams meanwhile */
+			if (c->co_relay == NULL)
+				return;
+			if ((c->co_revents & (EPOLLRDHUP | EPOLLHUP |
+			    EPOLLERR)) || c->co_broken) {
+				log_debug("%s: client went away mid-request",
+				    c->co_peer_text);
+				conn_close(c);
+				return;
+			}
+			if ((r = conn_flush(c)) == -1) {
+				conn_close(c);
+				return;
+			}
+			if (r == 1)
+				relay_drained(c);
+			return;
 		case CS_CLOSING: {
 			int	 reads = 0;
 
@@ -704,6 +747,90 @@ conn_drive(struct conn *c)
 	}
 }
 
+void
+conn_kick(struct conn *c)
+{
+	conn_drive(c);
+}
+
+void
+conn_timer(struct conn *c, int which)
+{
+	if (which == CT_SLOW)
+		timer_set(c, TL_SLOW);
+	else if (which == CT_FAST)
+		timer_set(c, TL_FAST);
+	else
+		timer_del(c);
+}
+
+int
+conn_stream_begin(struct conn *c, int status, const char *ctype,
+    const char *extra)
+{
+	size_t	 before = c->co_out.b_len;
+	int64_t	 len = -1;
+
+	c->co_stream = 1;
+	if (c->co_req != NULL && c->co_req->rq_minor == 0) {
+		/* no chunked coding in HTTP/1.0: the close ends the body */
+		c->co_keep_alive = 0;
+		c->co_stream = 2;
+		len = -2;
+	}
+	c->co_status = status;
+	c->co_progress = W.now;
+	if (http_write_head(&c->co_out, status, ctype, len, c->co_keep_alive,
+	    extra) == -1) {
+		c->co_out.b_len = before;
+		c->co_broken = 1;
+		return -1;
+	}
+	c->co_resp_bytes += c->co_out.b_len - before;
+	return 0;
+}
+
+int
+conn_stream_write(struct conn *c, const void *p, size_t len)
+{
+	size_t	 before = c->co_out.b_len;
+	int	 r;
+
+	if (c->co_broken)
+		return -1;
+	if (len == 0)
+		return 0;
+	r = c->co_stream == 1 ? http_write_chunk(&c->co_out, p, len) :
+	    buf_append(&c->co_out, p, len);
+	if (r == -1) {
+		c->co_out.b_len = before;
+		c->co_broken = 1;
+		return -1;
+	}
+	c->co_resp_bytes += c->co_out.b_len - before;
+	/* out at once: a stream is only as fast as its first byte */
+	if (conn_flush(c) == -1) {
+		c->co_broken = 1;
+		return -1;
+	}
+	return 0;
+}
+
+void
+conn_stream_end(struct conn *c)
+{
+	size_t	 before = c->co_out.b_len;
+
+	if (c->co_stream == 1 && !c->co_broken &&
+	    http_write_chunk(&c->co_out, NULL, 0) == -1)
+		c->co_broken = 1;
+	c->co_resp_bytes += c->co_out.b_len - before;
+	if (c->co_broken)
+		c->co_keep_alive = 0;
+	c->co_state = CS_WRITING;
+	timer_set(c, TL_WRITE);
+}
+
 /* ---- the loop ------------------------------------------------------- */
 
 static void
@@ -733,6 +860,7 @@ int
 worker_main(struct config *cf, int slot, int lifeline_fd, int log_fd)
 {
 	struct epoll_event	 evs[256], ev;
+	struct conn		*c;
 	sigset_t		 waitmask;
 	int			 i, n;
 	char			 b;
@@ -746,6 +874,8 @@ worker_main(struct config *cf, int slot, int lifeline_fd, int log_fd)
 	W.tl[TL_IDLE].tl_ms = (int64_t)cf->cf_keepalive_timeout * 1000;
 	W.tl[TL_WRITE].tl_ms = (int64_t)cf->cf_send_timeout * 1000;
 	W.tl[TL_LINGER].tl_ms = 2000;
+	W.tl[TL_SLOW].tl_ms = RELAY_TICK_MS;
+	W.tl[TL_FAST].tl_ms = 100;
 
 	wctx.wc_cf = cf;
 	wctx.wc_log_fd = log_fd;
@@ -772,6 +902,8 @@ worker_main(struct config *cf, int slot, int lifeline_fd, int log_fd)
 	ev.data.ptr = &W.lifeline;
 	if (epoll_ctl(W.epfd, EPOLL_CTL_ADD, lifeline_fd, &ev) == -1)
 		fatal("epoll_ctl lifeline");
+	if (upstream_init(W.epfd) == -1)
+		fatalx("cannot set up the upstream client");
 
 	for (;;) {
 		if (qr_child_quit == 2)
@@ -797,7 +929,12 @@ worker_main(struct config *cf, int slot, int lifeline_fd, int log_fd)
 			int	 kind = *(int *)evs[i].data.ptr;
 
 			if (kind == EV_CONN) {
-				conn_drive(evs[i].data.ptr);
+				c = evs[i].data.ptr;
+				c->co_revents = evs[i].events;
+				conn_drive(c);
+			} else if (kind == EV_CURL) {
+				upstream_event(evs[i].data.ptr,
+				    evs[i].events);
 			} else if (kind == EV_LISTENER) {
 				accept_ready(evs[i].data.ptr);
 			} else if (kind == EV_LIFELINE) {
@@ -816,8 +953,15 @@ worker_main(struct config *cf, int slot, int lifeline_fd, int log_fd)
 				listeners_enable(1);
 		}
 		timer_expire();
+		upstream_timers(W.now);
+		while ((c = W.dead) != NULL) {
+			W.dead = c->co_dnext;
+			free(c);
+		}
+		upstream_reap();
 	}
 	log_debug("worker done");
+	upstream_fini();
 	db_close(wctx.wc_db);
 	exit(0);
 }

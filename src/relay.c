@@ -1,0 +1,802 @@
+/*
+ * relay.c - one client request through the upstream, in a worker.
+ *
+ * POST /v1/chat/completions and /v1/messages come here with their body
+ * read. The body is parsed (openai.c, anthropic.c) into a struct qreq,
+ * linted and written as the upstream's conversationState (qreq.c); a
+ * request the linter refuses never leaves the worker. Then an account is
+ * picked from the shared table (pool.c) and the transfer runs on the
+ * worker's curl multi handle (upstream.c). The event stream is decoded
+ * as it comes (eventstream.c) and each event rendered for the client at
+ * once (openai.c, anthropic.c).
+ *
+ * Until the first byte goes to the client, a failure that is the
+ * account's fault is tried again: "bearer token invalid" asks the
+ * refresher for a new token and retries on the same account once;
+ * throttling, quota, 5xx and network errors move to another account. A
+ * client fault (400) is never retried. Once streaming, a failure ends the
+ * stream with an error event or an honest max_tokens/length, never a
+ * clean stop.
+ *
+ * Backpressure: when the client's socket does not keep up and more than
+ * RELAY_HIGH bytes wait, the transfer is paused (CURL_WRITEFUNC_PAUSE)
+ * until the worker has written them out (relay_drained). A client that
+ * goes away closes its connection, which frees the relay and with it the
+ * transfer (relay_free), at once.
+ */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qrelayd.h"
+
+#define RELAY_HIGH		(256 * 1024)	/* pause above this */
+#define RELAY_MAX_ATTEMPTS	3
+#define RELAY_ERRBODY_MAX	65536
+#define RELAY_REFRESH_WAIT_MS	15000
+#define RELAY_PING_MS		15000
+#define RELAY_CONTEXT_WINDOW	200000
+
+enum relay_phase { RP_XFER = 1, RP_WAIT_REFRESH, RP_BACKOFF, RP_DONE };
+
+struct relay {
+	struct conn	*rl_conn;
+	int		 rl_api;
+	int		 rl_phase;
+	struct qreq	 rl_q;
+	struct render	 rl_rd;
+	struct ustream	 rl_us;
+	struct buf	 rl_body;	/* upstream body, without profileArn */
+	struct buf	 rl_send;	/* the body of this attempt */
+	struct buf	 rl_out;	/* rendered bytes not yet handed over */
+	struct buf	 rl_err;	/* an upstream error body */
+	struct pool_pick rl_pick;
+	int		 rl_have_acct;
+	int64_t		 rl_account_id;	/* for the log */
+	CURL		*rl_easy;
+	struct curl_slist *rl_hdrs;
+	long		 rl_status;	/* upstream HTTP status, 0 none yet */
+	int		 rl_attempts;
+	int		 rl_refreshed;	/* one refresh per request */
+	int		 rl_exclude;	/* slot that failed, -1 none */
+	int		 rl_started;	/* client response begun */
+	int		 rl_paused;
+	int		 rl_ignore;	/* the stream failed: drop the rest */
+	int		 rl_sync;	/* inside relay_start: the caller drives */
+	int64_t		 rl_attempt_ms;	/* when this attempt began */
+	int64_t		 rl_upstream_ms;	/* last byte from the upstream */
+	int64_t		 rl_wait_until;
+	char		 rl_error[256];	/* for the log */
+	char		 rl_curl_err[CURL_ERROR_SIZE];
+};
+
+static void	 relay_attempt(struct relay *);
+static void	 relay_fail(struct relay *, int, const char *, const char *,
+		    const char *);
+
+/* ---- rendering ------------------------------------------------------ */
+
+static int
+render_start(struct relay *r)
+{
+	return r->rl_api == API_OPENAI ?
+	    openai_render_start(&r->rl_rd, &r->rl_out) :
+	    anthropic_render_start(&r->rl_rd, &r->rl_out);
+}
+
+static int
+render_event(struct relay *r, const struct qev *ev)
+{
+	return r->rl_api == API_OPENAI ?
+	    openai_render_event(&r->rl_rd, ev, &r->rl_out) :
+	    anthropic_render_event(&r->rl_rd, ev, &r->rl_out);
+}
+
+static int
+render_finish(struct relay *r, int stop)
+{
+	return r->rl_api == API_OPENAI ?
+	    openai_render_finish(&r->rl_rd, stop, &r->rl_out) :
+	    anthropic_render_finish(&r->rl_rd, stop, &r->rl_out);
+}
+
+static int
+render_ping(struct relay *r)
+{
+	return r->rl_api == API_OPENAI ?
+	    openai_render_ping(&r->rl_rd, &r->rl_out) :
+	    anthropic_render_ping(&r->rl_rd, &r->rl_out);
+}
+
+void
+render_free(struct render *rd)
+{
+	buf_free(&rd->rd_text);
+	buf_free(&rd->rd_thinking);
+	buf_free(&rd->rd_args);
+	if (rd->rd_acc != NULL)
+		json_object_put(rd->rd_acc);
+	rd->rd_acc = NULL;
+}
+
+/* Stream what was rendered to the client. */
+static void
+relay_push(struct relay *r)
+{
+	if (!r->rl_q.q_stream || buf_unread_len(&r->rl_out) == 0)
+		return;
+	conn_stream_write(r->rl_conn, buf_unread(&r->rl_out),
+	    buf_unread_len(&r->rl_out));
+	buf_reset(&r->rl_out);
+}
+
+static int
+relay_emit(const struct qev *ev, void *arg)
+{
+	struct relay	*r = arg;
+
+	if (render_event(r, ev) == -1)
+		return -1;
+	relay_push(r);
+	return 0;
+}
+
+/* ---- the upstream transfer ------------------------------------------ */
+
+static void
+relay_note_error(struct relay *r, const char *fmt, const char *detail)
+{
+	snprintf(r->rl_error, sizeof(r->rl_error), fmt, detail);
+}
+
+/* The client's response begins when the upstream says 200. */
+static int
+relay_begin(struct relay *r)
+{
+	r->rl_started = 1;
+	if (!r->rl_q.q_stream)
+		return 0;
+	if (conn_stream_begin(r->rl_conn, 200, "text/event-stream",
+	    "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n") == -1)
+		return -1;
+	if (render_start(r) == -1)
+		return -1;
+	relay_push(r);
+	return 0;
+}
+
+static size_t
+relay_write_cb(char *data, size_t size, size_t n, void *arg)
+{
+	struct relay	*r = arg;
+	struct conn	*c = r->rl_conn;
+
+	n *= size;
+	r->rl_upstream_ms = now_ms();
+	if (r->rl_status == 0) {
+		curl_easy_getinfo(r->rl_easy, CURLINFO_RESPONSE_CODE,
+		    &r->rl_status);
+		if (r->rl_status == 200 && relay_begin(r) == -1)
+			return 0;
+	}
+	if (r->rl_status != 200) {
+		size_t	 room = RELAY_ERRBODY_MAX - r->rl_err.b_len;
+
+		if (buf_append(&r->rl_err, data, n < room ? n : room) == -1)
+			return 0;
+		return n;
+	}
+	if (c->co_broken)
+		return 0;		/* client gone: stop the transfer */
+	if (r->rl_q.q_stream && buf_unread_len(&c->co_out) > RELAY_HIGH) {
+		r->rl_paused = 1;
+		return CURL_WRITEFUNC_PAUSE;
+	}
+	if (r->rl_ignore)
+		return n;
+	if (ustream_feed(&r->rl_us, data, n) == -1)
+		r->rl_ignore = 1;	/* an error event went out */
+	return c->co_broken ? 0 : n;
+}
+
+static void
+relay_xfer_free(struct relay *r)
+{
+	if (r->rl_easy != NULL) {
+		curl_multi_remove_handle(upstream_multi(), r->rl_easy);
+		curl_easy_cleanup(r->rl_easy);
+		r->rl_easy = NULL;
+	}
+	curl_slist_free_all(r->rl_hdrs);
+	r->rl_hdrs = NULL;
+}
+
+static void
+relay_release(struct relay *r, int ok, const char *error)
+{
+	if (!r->rl_have_acct)
+		return;
+	pool_release(qr_shm, r->rl_pick.pp_slot, ok, error);
+	r->rl_have_acct = 0;
+	explicit_bzero(r->rl_pick.pp_token, sizeof(r->rl_pick.pp_token));
+}
+
+static struct curl_slist *
+relay_headers(struct relay *r)
+{
+	struct curl_slist	*h = NULL, *t;
+	struct buf		 b;
+	char			 id[37];
+	int			 ok = 1;
+
+	buf_init(&b);
+	if (uuid4(id) == -1)
+		return NULL;
+	if (buf_printf(&b, "Authorization: Bearer %s",
+	    r->rl_pick.pp_token) == -1)
+		return NULL;
+	{
+		const char *lines[] = {
+			b.b_data,
+			"Content-Type: application/json",
+			"Accept: application/vnd.amazon.eventstream",
+			"x-amzn-codewhisperer-optout: true",
+			"x-amzn-kiro-agent-mode: vibe",
+			"x-amz-user-agent: aws-sdk-js/1.0.34 KiroIDE qrelay/"
+			    QR_VERSION,
+			"User-Agent: aws-sdk-js/1.0.34 ua/2.1 "
+			    "api/codewhispererstreaming#1.0.34 m/E KiroIDE "
+			    "qrelay/" QR_VERSION,
+			"amz-sdk-request: attempt=1; max=1",
+			"Expect:",
+		};
+		size_t	 i;
+
+		for (i = 0; i < nitems(lines) && ok; i++) {
+			if ((t = curl_slist_append(h, lines[i])) == NULL)
+				ok = 0;
+			else
+				h = t;
+		}
+	}
+	explicit_bzero(b.b_data, b.b_len);
+	buf_reset(&b);
+	if (ok && buf_printf(&b, "amz-sdk-invocation-id: %s", id) != -1 &&
+	    (t = curl_slist_append(h, b.b_data)) != NULL)
+		h = t;
+	else
+		ok = 0;
+	buf_free(&b);
+	if (!ok) {
+		curl_slist_free_all(h);
+		return NULL;
+	}
+	return h;
+}
+
+/* The body of this attempt: the account's profile ARN spliced in. */
+static int
+relay_body(struct relay *r)
+{
+	const char	*arn = r->rl_pick.pp_profile_arn;
+	size_t		 i;
+
+	buf_reset(&r->rl_send);
+	if (arn[0] == '\0')
+		return buf_append(&r->rl_send, r->rl_body.b_data,
+		    r->rl_body.b_len);
+	/* the ARN's pattern has no character JSON would escape */
+	for (i = 0; arn[i] != '\0'; i++)
+		if (arn[i] == '"' || arn[i] == '\\' ||
+		    (unsigned char)arn[i] < 0x20)
+			return -1;
+	if (r->rl_body.b_len < 2 ||
+	    r->rl_body.b_data[r->rl_body.b_len - 1] != '}')
+		return -1;
+	if (buf_append(&r->rl_send, r->rl_body.b_data,
+	    r->rl_body.b_len - 1) == -1)
+		return -1;
+	return buf_printf(&r->rl_send, ",\"profileArn\":\"%s\"}", arn);
+}
+
+static int
+relay_xfer_start(struct relay *r)
+{
+	struct config	*cf = qr_wctx->wc_cf;
+	struct buf	 url;
+	CURL		*e;
+	int		 rv = -1;
+
+	buf_init(&url);
+	if (relay_body(r) == -1 ||
+	    buf_printf(&url, "%s/generateAssistantResponse",
+	    cf->cf_q_endpoint) == -1 ||
+	    (r->rl_hdrs = relay_headers(r)) == NULL ||
+	    (e = curl_easy_init()) == NULL)
+		goto done;
+	r->rl_easy = e;
+	curl_easy_setopt(e, CURLOPT_URL, url.b_data);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->rl_send.b_data);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+	    (curl_off_t)r->rl_send.b_len);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->rl_hdrs);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, relay_write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->rl_curl_err);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT,
+	    (long)cf->cf_connect_timeout);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+	r->rl_curl_err[0] = '\0';
+	r->rl_status = 0;
+	buf_reset(&r->rl_err);
+	r->rl_attempt_ms = r->rl_upstream_ms = now_ms();
+	if (curl_multi_add_handle(upstream_multi(), e) != CURLM_OK)
+		goto done;
+	r->rl_phase = RP_XFER;
+	conn_timer(r->rl_conn, CT_SLOW);
+	rv = 0;
+done:
+	buf_free(&url);
+	if (rv == -1)
+		relay_xfer_free(r);
+	return rv;
+}
+
+/* ---- outcomes ------------------------------------------------------- */
+
+/* What an upstream error means for us. */
+enum verdict { V_CLIENT, V_REFRESH, V_NEXT, V_CAPACITY };
+
+struct upstream_err {
+	int		 ue_verdict;
+	int		 ue_status;	/* to the client, when it is final */
+	const char	*ue_type;	/* Anthropic error type */
+	char		 ue_msg[200];
+};
+
+static int
+body_has(const struct buf *b, const char *s)
+{
+	return b->b_len > 0 && memmem(b->b_data, b->b_len, s, strlen(s)) !=
+	    NULL;
+}
+
+static void
+upstream_message(const struct buf *b, char *out, size_t outsz)
+{
+	struct json_object	*o, *m;
+
+	out[0] = '\0';
+	if (b->b_len == 0)
+		return;
+	if ((o = json_tokener_parse(b->b_data)) != NULL) {
+		if (json_object_object_get_ex(o, "message", &m) ||
+		    json_object_object_get_ex(o, "Message", &m))
+			strlcpy_qr(out, json_object_get_string(m), outsz);
+		json_object_put(o);
+	}
+}
+
+static void
+relay_classify(struct relay *r, struct upstream_err *ue)
+{
+	const struct buf *b = &r->rl_err;
+	long		  st = r->rl_status;
+	char		  m[128];
+
+	/* the error body is text for our searches */
+	if (buf_append(&r->rl_err, "", 1) == 0)
+		r->rl_err.b_len--;
+	upstream_message(b, m, sizeof(m));
+	memset(ue, 0, sizeof(*ue));
+	ue->ue_verdict = V_NEXT;
+	ue->ue_status = 502;
+	ue->ue_type = "api_error";
+	if (st == 0) {
+		snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+		    "upstream unreachable: %.150s", r->rl_curl_err[0] ?
+		    r->rl_curl_err : "connection failed");
+		return;
+	}
+	if (body_has(b, "INSUFFICIENT_MODEL_CAPACITY")) {
+		ue->ue_verdict = V_CAPACITY;
+		ue->ue_status = 529;
+		ue->ue_type = "overloaded_error";
+		snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+		    "the model is overloaded upstream: %s", m);
+		return;
+	}
+	if (st == 400) {
+		ue->ue_verdict = V_CLIENT;
+		ue->ue_status = 400;
+		ue->ue_type = "invalid_request_error";
+		if (body_has(b, "CONTENT_LENGTH_EXCEEDS_THRESHOLD") ||
+		    body_has(b, "Input is too long"))
+			snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+			    "prompt is too long: the upstream says \"%s\"", m);
+		else if (body_has(b, "INVALID_MODEL_ID"))
+			snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+			    "model: not available upstream (%s)", m);
+		else if (body_has(b, "MONTHLY_REQUEST_COUNT")) {
+			ue->ue_verdict = V_NEXT;
+			ue->ue_status = 429;
+			ue->ue_type = "rate_limit_error";
+			snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+			    "monthly quota exhausted on every account");
+		} else
+			snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+			    "the upstream rejected the request: %s",
+			    m[0] ? m : "no reason given");
+		return;
+	}
+	if ((st == 401 || st == 403) && (body_has(b, "bearer token") ||
+	    body_has(b, "token included in the request is invalid"))) {
+		ue->ue_verdict = V_REFRESH;
+		ue->ue_status = 503;
+		ue->ue_type = "overloaded_error";
+		snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+		    "no account with a valid token could serve the request");
+		return;
+	}
+	if (st == 402 || st == 429) {
+		ue->ue_status = 429;
+		ue->ue_type = "rate_limit_error";
+		snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+		    "every account is throttled or out of quota: %s", m);
+		return;
+	}
+	if (st == 403) {
+		ue->ue_status = 503;
+		ue->ue_type = "overloaded_error";
+		snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+		    "no account may serve the request: %s", m);
+		return;
+	}
+	snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+	    "upstream error %ld: %s", st, m[0] ? m : "no message");
+}
+
+/* Usage as well as we know it: the upstream's figures first. */
+static void
+relay_usage(struct relay *r)
+{
+	struct ustream	*us = &r->rl_us;
+	struct usage	*u = &r->rl_rd.rd_usage;
+	int64_t		 total;
+
+	u->u_out = us->us_out_tokens > 0 ? us->us_out_tokens :
+	    tokens_count(us->us_out.b_data, us->us_out.b_len);
+	if (us->us_in_tokens > 0)
+		u->u_in = us->us_in_tokens;
+	else if (us->us_context_pct > 0) {
+		total = (int64_t)(us->us_context_pct / 100.0 *
+		    RELAY_CONTEXT_WINDOW + 0.5);
+		if (total - u->u_out > 0)
+			u->u_in = total - u->u_out;
+	}
+	u->u_credits = us->us_credits;
+}
+
+/* The upstream answered 200 and the transfer is over. */
+static void
+relay_finish(struct relay *r, int transport_ok)
+{
+	struct conn	*c = r->rl_conn;
+	int		 stop, status;
+
+	ustream_finish(&r->rl_us, transport_ok);
+	stop = r->rl_us.us_stop;
+	relay_usage(r);
+	status = render_finish(r, stop);
+	if (stop == QSTOP_ERROR || !transport_ok)
+		relay_note_error(r, "upstream stream ended early: %.200s",
+		    r->rl_curl_err[0] ? r->rl_curl_err : "error event");
+	relay_release(r, stop != QSTOP_ERROR && transport_ok,
+	    r->rl_error[0] ? r->rl_error : NULL);
+	r->rl_phase = RP_DONE;
+	if (r->rl_q.q_stream) {
+		relay_push(r);
+		conn_stream_end(c);
+	} else if (status == -1) {
+		router_error(c, 500, NULL, "out of memory");
+	} else {
+		/* 0: the answer; else an error body in the API's shape */
+		conn_respond(c, status == 0 ? 200 : status, "application/json",
+		    r->rl_out.b_data, r->rl_out.b_len, NULL);
+	}
+	conn_kick(c);
+}
+
+void
+relay_done(void *easy, int result)
+{
+	struct relay		*r = NULL;
+	struct upstream_err	 ue;
+
+	curl_easy_getinfo((CURL *)easy, CURLINFO_PRIVATE, (char **)&r);
+	if (r == NULL)
+		return;
+	if (r->rl_status == 0)
+		curl_easy_getinfo(r->rl_easy, CURLINFO_RESPONSE_CODE,
+		    &r->rl_status);
+	relay_xfer_free(r);
+	if (r->rl_status == 200 && r->rl_started) {
+		relay_finish(r, result == CURLE_OK);
+		return;
+	}
+	if (r->rl_conn->co_broken) {
+		relay_release(r, 1, NULL);
+		conn_kick(r->rl_conn);
+		return;
+	}
+	if (r->rl_status == 200)	/* 200 with an empty body */
+		r->rl_status = 502;
+	relay_classify(r, &ue);
+	strlcpy_qr(r->rl_error, ue.ue_msg, sizeof(r->rl_error));
+	log_debug("relay: account %lld: upstream %ld: %s",
+	    (long long)r->rl_pick.pp_id, r->rl_status, ue.ue_msg);
+
+	switch (ue.ue_verdict) {
+	case V_CLIENT:
+		relay_release(r, 1, NULL);
+		relay_fail(r, ue.ue_status, ue.ue_type, ue.ue_msg, NULL);
+		return;
+	case V_REFRESH:
+		if (!r->rl_refreshed) {
+			/* keep the account: wait for its new token */
+			r->rl_refreshed = 1;
+			pool_want_refresh(qr_shm, r->rl_pick.pp_slot);
+			r->rl_phase = RP_WAIT_REFRESH;
+			r->rl_wait_until = now_ms() + RELAY_REFRESH_WAIT_MS;
+			conn_timer(r->rl_conn, CT_FAST);
+			return;
+		}
+		break;
+	case V_CAPACITY:
+		/* the model's fault, not the account's: wait, retry */
+		relay_release(r, 1, NULL);
+		if (++r->rl_attempts < RELAY_MAX_ATTEMPTS) {
+			r->rl_phase = RP_BACKOFF;
+			r->rl_wait_until = now_ms() + 250 * r->rl_attempts;
+			conn_timer(r->rl_conn, CT_FAST);
+			return;
+		}
+		relay_fail(r, ue.ue_status, ue.ue_type, ue.ue_msg,
+		    "Retry-After: 5\r\n");
+		return;
+	}
+	relay_release(r, 0, r->rl_error);
+	r->rl_exclude = r->rl_pick.pp_slot;
+	if (++r->rl_attempts < RELAY_MAX_ATTEMPTS) {
+		relay_attempt(r);
+		return;
+	}
+	relay_fail(r, ue.ue_status, ue.ue_type, ue.ue_msg,
+	    ue.ue_status == 429 || ue.ue_status >= 500 ?
+	    "Retry-After: 30\r\n" : NULL);
+}
+
+/* Answer the client with an error (nothing was sent yet). */
+static void
+relay_fail(struct relay *r, int status, const char *type, const char *msg,
+    const char *extra)
+{
+	struct conn	*c = r->rl_conn;
+
+	r->rl_phase = RP_DONE;
+	if (r->rl_error[0] == '\0')
+		strlcpy_qr(r->rl_error, msg, sizeof(r->rl_error));
+	/* OpenAI has no 529: its clients retry 503 the same way */
+	if (r->rl_api == API_OPENAI && status == 529)
+		status = 503;
+	router_error_hdr(c, status, type, msg, extra);
+	if (!r->rl_sync)
+		conn_kick(c);
+}
+
+/* Pick an account and start a transfer, or answer why not. */
+static void
+relay_attempt(struct relay *r)
+{
+	if (pool_pick(qr_shm, &r->rl_pick, r->rl_exclude) == -1 &&
+	    (r->rl_exclude == -1 ||
+	    pool_pick(qr_shm, &r->rl_pick, -1) == -1)) {
+		relay_fail(r, 503, "overloaded_error", r->rl_attempts ?
+		    r->rl_error : "no upstream account is available",
+		    "Retry-After: 30\r\n");
+		return;
+	}
+	r->rl_have_acct = 1;
+	r->rl_account_id = r->rl_pick.pp_id;
+	if (relay_xfer_start(r) == -1) {
+		relay_release(r, 1, NULL);
+		relay_fail(r, 500, "api_error", "cannot start the upstream "
+		    "request", NULL);
+	}
+}
+
+/* ---- entry points --------------------------------------------------- */
+
+void
+relay_start(struct conn *c, int api)
+{
+	struct relay	*r;
+	struct qerr	 e;
+	int		 rv;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		router_error(c, 500, NULL, "out of memory");
+		return;
+	}
+	c->co_relay = r;
+	r->rl_conn = c;
+	r->rl_api = api;
+	r->rl_exclude = -1;
+	r->rl_sync = 1;
+	qreq_init(&r->rl_q, api);
+	memset(&e, 0, sizeof(e));
+	rv = api == API_OPENAI ?
+	    openai_parse(&r->rl_q, c->co_body.b_data, c->co_body.b_len, &e) :
+	    anthropic_parse(&r->rl_q, c->co_body.b_data, c->co_body.b_len, &e);
+	if (rv == 0)
+		rv = qreq_build(&r->rl_q, qr_wctx->wc_cf, NULL, &r->rl_body,
+		    &e);
+	if (rv == -1) {
+		relay_fail(r, e.qe_status ? e.qe_status : 400,
+		    e.qe_type[0] ? e.qe_type : NULL, e.qe_msg, NULL);
+		return;		/* r may be gone */
+	}
+	if (api == API_OPENAI)
+		openai_render_init(&r->rl_rd, &r->rl_q);
+	else
+		anthropic_render_init(&r->rl_rd, &r->rl_q);
+	r->rl_rd.rd_usage.u_in = qreq_count_tokens(&r->rl_q);
+	ustream_init(&r->rl_us, r->rl_q.q_thinking != QTH_OFF, relay_emit, r);
+	relay_attempt(r);
+	if (c->co_relay == r)
+		r->rl_sync = 0;
+}
+
+void
+relay_count_tokens(struct conn *c)
+{
+	struct qreq		 q;
+	struct qerr		 e;
+	struct json_object	*o;
+
+	qreq_init(&q, API_ANTHROPIC);
+	memset(&e, 0, sizeof(e));
+	/* count_tokens bodies carry no max_tokens: the parser allows it */
+	if (anthropic_parse(&q, c->co_body.b_data, c->co_body.b_len,
+	    &e) == -1) {
+		router_error(c, e.qe_status ? e.qe_status : 400,
+		    e.qe_type[0] ? e.qe_type : NULL, e.qe_msg);
+		qreq_free(&q);
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "input_tokens",
+	    json_object_new_int64(qreq_count_tokens(&q) ?: 1));
+	qreq_free(&q);
+	conn_respond_json(c, 200, o, NULL);
+}
+
+int
+relay_tick(struct conn *c)
+{
+	struct relay	*r = c->co_relay;
+	struct config	*cf = qr_wctx->wc_cf;
+	int64_t		 now = now_ms();
+
+	switch (r->rl_phase) {
+	case RP_WAIT_REFRESH:
+		if (pool_token_changed(qr_shm, r->rl_pick.pp_slot,
+		    r->rl_pick.pp_token_gen)) {
+			/* same account, new token */
+			relay_release(r, 1, NULL);
+			r->rl_exclude = -1;
+			relay_attempt(r);
+			return 0;
+		}
+		if (now < r->rl_wait_until) {
+			conn_timer(c, CT_FAST);
+			return 0;
+		}
+		relay_release(r, 0, "token refresh did not complete");
+		r->rl_exclude = r->rl_pick.pp_slot;
+		if (++r->rl_attempts < RELAY_MAX_ATTEMPTS)
+			relay_attempt(r);
+		else
+			relay_fail(r, 503, "overloaded_error",
+			    "no account with a valid token could serve the "
+			    "request", "Retry-After: 30\r\n");
+		return 0;
+	case RP_BACKOFF:
+		if (now < r->rl_wait_until) {
+			conn_timer(c, CT_FAST);
+			return 0;
+		}
+		relay_attempt(r);
+		return 0;
+	case RP_XFER:
+		break;
+	default:
+		return -1;
+	}
+
+	/* a client that stopped reading is let go after send_timeout */
+	if (buf_unread_len(&c->co_out) > 0 &&
+	    now - c->co_progress > (int64_t)cf->cf_send_timeout * 1000)
+		return -1;
+	if (!r->rl_started) {
+		if (now - r->rl_attempt_ms >
+		    (int64_t)cf->cf_first_byte_timeout * 1000) {
+			relay_xfer_free(r);
+			relay_release(r, 0, "no answer in first_byte_timeout");
+			relay_fail(r, 504, "timeout_error", "the upstream did "
+			    "not answer in time", NULL);
+			return 0;
+		}
+	} else if (!r->rl_paused && now - r->rl_upstream_ms >
+	    (int64_t)cf->cf_idle_timeout * 1000) {
+		/* silent too long: end it as a truncated answer */
+		relay_xfer_free(r);
+		snprintf(r->rl_curl_err, sizeof(r->rl_curl_err),
+		    "upstream idle for %d s", cf->cf_idle_timeout);
+		relay_finish(r, 0);
+		return 0;
+	} else if (r->rl_q.q_stream && now - c->co_progress >= RELAY_PING_MS &&
+	    buf_unread_len(&c->co_out) == 0) {
+		if (render_ping(r) == 0)
+			relay_push(r);
+	}
+	conn_timer(c, CT_SLOW);
+	return 0;
+}
+
+void
+relay_drained(struct conn *c)
+{
+	struct relay	*r = c->co_relay;
+
+	if (r->rl_paused && r->rl_easy != NULL) {
+		r->rl_paused = 0;
+		curl_easy_pause(r->rl_easy, CURLPAUSE_CONT);
+	}
+}
+
+void
+relay_log(struct conn *c, struct log_rec *lr)
+{
+	struct relay	*r = c->co_relay;
+
+	if (r->rl_q.q_model != NULL)
+		strlcpy_qr(lr->lr_model, r->rl_q.q_model,
+		    sizeof(lr->lr_model));
+	lr->lr_account_id = r->rl_account_id;
+	lr->lr_tokens_in = r->rl_rd.rd_usage.u_in;
+	lr->lr_tokens_out = r->rl_rd.rd_usage.u_out;
+	lr->lr_credits = r->rl_rd.rd_usage.u_credits;
+	if (r->rl_error[0] != '\0')
+		strlcpy_qr(lr->lr_error, r->rl_error, sizeof(lr->lr_error));
+}
+
+void
+relay_free(struct relay *r)
+{
+	relay_xfer_free(r);
+	relay_release(r, 1, NULL);
+	ustream_free(&r->rl_us);
+	render_free(&r->rl_rd);
+	qreq_free(&r->rl_q);
+	buf_free(&r->rl_body);
+	buf_free(&r->rl_send);
+	buf_free(&r->rl_out);
+	buf_free(&r->rl_err);
+	free(r);
+}
