@@ -346,6 +346,17 @@ def test_bad_input_never_reaches_upstream():
                 {"role": "user", "content": [{"type": "tool_result",
                  "tool_use_id": "toolu_x", "content": "orphan"}]}]}),
          "tool"),
+        ("/v1/messages", json.dumps(anth_body(text="")), "content"),
+        ("/v1/messages", json.dumps(anth_body(messages="hello")),
+         "messages"),
+        ("/v1/chat/completions", json.dumps({"model": "claude-sonnet-4.5",
+         "messages": [{"role": "user", "content": 42}]}), "content"),
+        ("/v1/messages", json.dumps(anth_body(text=[
+            {"type": "text", "text": "look"},
+            {"type": "image", "source": {
+                "type": "base64", "media_type": "image/png",
+                "data": "iVBORw0KGgo" + "A" * (5 * 1024 * 1024)}}])),
+         "image"),
     ]
     for path, body, word in cases:
         r = d.request("POST", path, {"Authorization": "Bearer " + key,
@@ -443,3 +454,24 @@ def test_slow_client_backpressure():
     check(text == "".join(pieces), "every byte arrives, in order (%d of "
           "%d)" % (len(text), 4000 * n))
     eq(evs[-2][1]["delta"]["stop_reason"], "end_turn", "clean end")
+
+
+def test_request_log_row():
+    fake, d, key = setup()
+    fake.script({"events": [{"text": "logged answer"}, {"metering": 0.25},
+                            {"context": 1.0}]})
+    r = post(d, key, "/v1/messages", anth_body())
+    eq(r.status, 200, "status")
+
+    def row():
+        rows = d.query("SELECT model, tokens_in, tokens_out, credits, "
+                       "account_id, status FROM request_logs WHERE path = "
+                       "'/v1/messages'")
+        return rows[0] if rows else None
+    wait_for(row, timeout=5, what="the request's log row")
+    model, tin, tout, credits, acct, status = row()
+    eq(model, "claude-sonnet-4-5-20250929", "model as the client named it")
+    eq(status, 200, "status")
+    check(tin > 0 and tout > 0, "tokens in/out %r/%r" % (tin, tout))
+    eq(round(credits, 4), 0.25, "credits from the meteringEvent")
+    check(acct >= 1, "account id %r" % acct)
