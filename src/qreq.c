@@ -1282,6 +1282,21 @@ build_prefix(struct build *bd)
 			rv |= buf_puts(b, "\n");
 		rv |= buf_append(b, q->q_system.b_data, q->q_system.b_len);
 	}
+	/* The upstream has no tool_choice: say it in words instead. */
+	if (q->q_ntools > 0 && q->q_tool_choice != QTC_AUTO) {
+		if (b->b_len > 0)
+			rv |= buf_puts(b, "\n\n");
+		if (q->q_tool_choice == QTC_NONE)
+			rv |= buf_puts(b, "Do not call any tool in this "
+			    "response; answer with text only.");
+		else if (q->q_tool_choice == QTC_ANY ||
+		    q->q_tool_choice_name == NULL)
+			rv |= buf_puts(b, "You must call at least one of the "
+			    "available tools in this response.");
+		else
+			rv |= buf_printf(b, "You must call the tool \"%s\" in "
+			    "this response.", q->q_tool_choice_name);
+	}
 	return rv;
 }
 

@@ -451,6 +451,31 @@ Test(qreq, thinking_enabled_budget_clamped)
 	}
 }
 
+/* The upstream has no tool_choice: the instruction goes into words. */
+Test(qreq, tool_choice_in_words)
+{
+	static const struct { int tc; const char *name, *want; } cases[] = {
+		{ QTC_AUTO, NULL, "Hi" },
+		{ QTC_NONE, NULL, "Do not call any tool in this response; "
+		    "answer with text only.\n\nHi" },
+		{ QTC_ANY, NULL, "You must call at least one of the available "
+		    "tools in this response.\n\nHi" },
+		{ QTC_TOOL, "get_weather", "You must call the tool "
+		    "\"get_weather\" in this response.\n\nHi" },
+	};
+	size_t	 i;
+
+	msg_text(QROLE_USER, "Hi");
+	tool("get_weather", "Weather", "{\"type\":\"object\"}");
+	for (i = 0; i < nitems(cases); i++) {
+		q.q_tool_choice = cases[i].tc;
+		q.q_tool_choice_name = cases[i].name;
+		buf_reset(&out);
+		build_ok(NULL);
+		cr_assert_str_eq(str_at(CUR "/content"), cases[i].want);
+	}
+}
+
 Test(qreq, thinking_adaptive)
 {
 	msg_text(QROLE_USER, "Hi");
