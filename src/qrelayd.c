@@ -158,6 +158,9 @@ main(int argc, char *argv[])
 	    (uint32_t)cf->cf_max_keys) == -1)
 		fatal("shared table");
 	master_reload_tables();
+	/* once, here: the workers share the tables copy-on-write */
+	if (tokens_init() == -1)
+		fatalx("cannot load the tokenizer's vocabulary");
 
 	/* Both ends stay open here so a restarted logger loses nothing. */
 	if (pipe2(log_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
@@ -279,7 +282,8 @@ prepare_storage(struct config *c, int print_password)
 	    db_ensure_admin_password(db, print_password) == -1)
 		goto done;
 	/* the secrets key is read before privileges go; children
-	 * inherit it in memory and never open the file */
+	 * inherit it in memory and never open the file (workers keep
+	 * only its public half, the logger nothing) */
 	if (secret_init(c->cf_db_path, 1) == -1)
 		goto done;
 	rv = 0;
@@ -491,6 +495,7 @@ spawn(int slot)
 		close(log_pipe[0]);
 		worker_main(cf, slot, lp[0], log_pipe[1]);
 	case ROLE_LOGGER:
+		secret_forget();	/* it never touches a secret */
 		close(log_pipe[1]);
 		for (i = 0; i < cf->cf_nlisten; i++)
 			close(cf->cf_listen[i].la_fd);

@@ -559,9 +559,9 @@ int	 admin_gate(struct conn *);		/* head only: -1 answered */
 void	 admin_dispatch(struct conn *);	/* body in: run the route */
 
 /* ------------------------------------------------------------------ */
-/* secret.c: secrets at rest (AES-256-GCM, key file beside the database) */
+/* secret.c: secrets at rest (sealed to an X25519 key beside the database) */
 
-#define SECRET_KEY_LEN		32
+#define SECRET_KEY_LEN		32	/* an X25519 private key */
 #define SECRET_HINT_LEN		6	/* characters a hint shows at most */
 #define SECRET_HINT_MAX		(SECRET_HINT_LEN + 4)	/* + "…" + NUL */
 /* column names, the associated data of each encrypted column */
@@ -571,16 +571,25 @@ void	 admin_dispatch(struct conn *);	/* body in: run the route */
 
 /* <dirname(db_path)>/qrelayd.key */
 int	 secret_key_path(const char *db_path, char *out, size_t);
-/* Load the key (create it, 0600, when missing and create is set);
- * ":memory:" gets a random key of its own. 0, or -1 logged. */
+/* Load the key pair (create the file, 0600, when missing and create is
+ * set; a key file of the old format is then replaced when no account
+ * row exists, else refused); ":memory:" gets a random key of its own.
+ * 0, or -1 logged. */
 int	 secret_init(const char *db_path, int create);
-int	 secret_ready(void);			/* 1 when a key is loaded */
-void	 secret_set_key(const unsigned char key[SECRET_KEY_LEN]);
-void	 secret_forget(void);
-/* out = version, nonce, ciphertext, tag; aad names the column. */
+int	 secret_ready(void);		/* 1 when secret_encrypt can work */
+int	 secret_has_private(void);	/* 1 when secret_decrypt can work */
+/* Use key as the private key, its public key derived: 0 or -1. */
+int	 secret_set_key(const unsigned char key[SECRET_KEY_LEN]);
+/* Zero the private key, keep the public one: this process can still
+ * seal but never open again. Every worker calls it after the fork. */
+void	 secret_forget_private(void);
+void	 secret_forget(void);		/* both halves */
+/* out = version 2, ephemeral public key, nonce, ciphertext, tag; aad
+ * names the column. Needs only the public key. */
 int	 secret_encrypt(const char *plain, const char *aad, struct buf *out);
 /* The plaintext (malloc'd, NUL-terminated) or NULL when the blob is
- * not ours (wrong key, tampered, wrong column). Free with secret_free. */
+ * not ours (wrong key, tampered, wrong column) or this process holds
+ * no private key. Free with secret_free. */
 char	*secret_decrypt(const void *blob, size_t len, const char *aad);
 void	 secret_free(char *, size_t n);		/* n 0: strlen */
 /* What may be shown of a secret: its first few characters and "…". */
@@ -802,7 +811,7 @@ struct qreq {
 
 void	 qreq_init(struct qreq *, int api);
 void	 qreq_free(struct qreq *);
-/* Parse a body with json-c (depth QR_JSON_DEPTH) into q->q_root; on
+/* Parse a body (jsonr_parse, depth QR_JSON_DEPTH) into q->q_root; on
  * error fills e (400, the API's invalid-request type, where it failed). */
 int	 qreq_parse_json(struct qreq *, const char *body, size_t len,
 	    struct qerr *);
@@ -930,8 +939,6 @@ struct ustream {
 	int64_t		 us_in_tokens;	/* metadataEvent, 0 if none */
 	int64_t		 us_out_tokens;
 	char		 us_conversation_id[128];
-	struct buf	 us_out;	/* every text, thinking and args byte,
-					 * for counting output tokens */
 	/* private to eventstream.c */
 	struct json_tokener *us_tok;	/* reused for every payload */
 	struct buf	 us_done_ids;	/* finished tool ids, each "\0id\0" */

@@ -865,6 +865,10 @@ worker_main(struct config *cf, int slot, int lifeline_fd, int log_fd)
 	int			 i, n;
 	char			 b;
 
+	/* a worker seals new accounts' secrets but never opens them: only
+	 * the master and the refresher keep the private key */
+	secret_forget_private();
+
 	memset(&W, 0, sizeof(W));
 	W.cf = cf;
 	W.log_fd = log_fd;

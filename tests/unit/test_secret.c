@@ -1,6 +1,7 @@
 /*
- * test_secret.c - secrets at rest: AES-256-GCM blobs, the key file, the
- * display hints, and the account rows of db.c that hold them.
+ * test_secret.c - secrets at rest: blobs sealed to an X25519 key, the key
+ * file, the private half forgotten in workers, the display hints, and
+ * the account rows of db.c that hold them.
  */
 #include <sys/stat.h>
 
@@ -43,8 +44,10 @@ use_fixed_key(unsigned char fill)
 	unsigned char	 k[SECRET_KEY_LEN];
 
 	memset(k, fill, sizeof(k));
-	secret_set_key(k);
+	cr_assert_eq(secret_set_key(k), 0);
 }
+
+#define BLOB_OVERHEAD	(1 + 32 + 12 + 16)
 
 Test(secret, roundtrip_and_tamper)
 {
@@ -58,17 +61,19 @@ Test(secret, roundtrip_and_tamper)
 	use_fixed_key(7);
 	cr_assert_eq(secret_encrypt("aorAAAA-refresh-token", "refresh_token",
 	    &a), 0);
-	cr_assert_eq(a.b_len, 1 + 12 + strlen("aorAAAA-refresh-token") + 16);
+	cr_assert_eq(a.b_len, BLOB_OVERHEAD + strlen("aorAAAA-refresh-token"));
+	cr_assert_eq((unsigned char)a.b_data[0], 2, "version 2");
 	cr_assert_null(memmem(a.b_data, a.b_len, "aorAAAA", 7),
 	    "plaintext in the blob");
 	p = secret_decrypt(a.b_data, a.b_len, "refresh_token");
 	cr_assert_not_null(p);
 	cr_assert_str_eq(p, "aorAAAA-refresh-token");
 	secret_free(p, 0);
-	/* a fresh nonce each time */
+	/* a fresh ephemeral key and nonce each time */
 	cr_assert_eq(secret_encrypt("aorAAAA-refresh-token", "refresh_token",
 	    &b), 0);
-	cr_assert_neq(memcmp(a.b_data, b.b_data, a.b_len), 0);
+	cr_assert_neq(memcmp(a.b_data + 1, b.b_data + 1, 32), 0);
+	cr_assert_neq(memcmp(a.b_data + 33, b.b_data + 33, 12), 0);
 	/* another column, any flipped byte, a short blob: refused */
 	cr_assert_null(secret_decrypt(a.b_data, a.b_len, "client_secret"));
 	for (i = 0; i < a.b_len; i++) {
@@ -78,10 +83,33 @@ Test(secret, roundtrip_and_tamper)
 		a.b_data[i] ^= 0x01;
 	}
 	cr_assert_null(secret_decrypt(a.b_data, 20, "refresh_token"));
+	cr_assert_null(secret_decrypt(a.b_data, a.b_len - 1, "refresh_token"));
+	cr_assert_null(secret_decrypt(a.b_data, BLOB_OVERHEAD - 1,
+	    "refresh_token"));
+	/* an old version 1 blob, or a future one: refused */
+	a.b_data[0] = 1;
+	cr_assert_null(secret_decrypt(a.b_data, a.b_len, "refresh_token"));
+	a.b_data[0] = 3;
+	cr_assert_null(secret_decrypt(a.b_data, a.b_len, "refresh_token"));
+	a.b_data[0] = 2;
+	p = secret_decrypt(a.b_data, a.b_len, "refresh_token");
+	cr_assert_not_null(p, "restored blob opens again");
+	secret_free(p, 0);
+	/* a zero (small-order) ephemeral key: refused, no crash */
+	memcpy(b.b_data, a.b_data, a.b_len);
+	memset(b.b_data + 1, 0, 32);
+	cr_assert_null(secret_decrypt(b.b_data, a.b_len, "refresh_token"));
 	cr_assert_null(secret_decrypt(NULL, 0, "refresh_token"));
-	/* another key: refused */
+	/* another key: refused, and its blobs are refused by the first */
 	use_fixed_key(8);
 	cr_assert_null(secret_decrypt(a.b_data, a.b_len, "refresh_token"));
+	cr_assert_eq(secret_encrypt("other-key", "refresh_token", &b), 0);
+	use_fixed_key(7);
+	cr_assert_null(secret_decrypt(b.b_data, b.b_len, "refresh_token"));
+	p = secret_decrypt(a.b_data, a.b_len, "refresh_token");
+	cr_assert_not_null(p);
+	secret_free(p, 0);
+	use_fixed_key(8);
 	/* the empty string is a value too */
 	cr_assert_eq(secret_encrypt("", "access_token", &b), 0);
 	p = secret_decrypt(b.b_data, b.b_len, "access_token");
@@ -92,14 +120,74 @@ Test(secret, roundtrip_and_tamper)
 	buf_free(&b);
 }
 
+/* What a worker keeps after the fork: it can seal, never open. */
+Test(secret, forget_private_keeps_sealing)
+{
+	struct buf	 a, b;
+	char		*p;
+
+	buf_init(&a);
+	buf_init(&b);
+	use_fixed_key(5);
+	cr_assert_eq(secret_has_private(), 1);
+	cr_assert_eq(secret_encrypt("before-forget", "client_secret", &a), 0);
+	secret_forget_private();
+	cr_assert_eq(secret_ready(), 1, "the public key stays");
+	cr_assert_eq(secret_has_private(), 0);
+	cr_assert_null(secret_decrypt(a.b_data, a.b_len, "client_secret"));
+	cr_assert_eq(secret_encrypt("after-forget", "client_secret", &b), 0);
+	cr_assert_eq(b.b_len, BLOB_OVERHEAD + strlen("after-forget"));
+	cr_assert_null(secret_decrypt(b.b_data, b.b_len, "client_secret"));
+	/* what it sealed opens where the private key is (the refresher) */
+	use_fixed_key(5);
+	p = secret_decrypt(b.b_data, b.b_len, "client_secret");
+	cr_assert_not_null(p);
+	cr_assert_str_eq(p, "after-forget");
+	secret_free(p, 0);
+	p = secret_decrypt(a.b_data, a.b_len, "client_secret");
+	cr_assert_not_null(p);
+	cr_assert_str_eq(p, "before-forget");
+	secret_free(p, 0);
+	/* forgetting everything: neither works */
+	secret_forget();
+	cr_assert_eq(secret_ready(), 0);
+	cr_assert_eq(secret_encrypt("x", "client_secret", &b), -1);
+	cr_assert_null(secret_decrypt(a.b_data, a.b_len, "client_secret"));
+	buf_free(&a);
+	buf_free(&b);
+}
+
+static void
+read_key_file(const char *path, char *text, size_t sz)
+{
+	ssize_t	 n;
+	int	 fd;
+
+	cr_assert_neq(fd = open(path, O_RDONLY), -1);
+	cr_assert_gt(n = read(fd, text, sz - 1), 0);
+	text[n] = '\0';
+	close(fd);
+}
+
+static void
+write_key_file(const char *path, const char *text)
+{
+	int	 fd;
+
+	cr_assert_neq(fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600), -1);
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+#define OLD_KEY	"00112233445566778899aabbccddeeff" \
+		"00112233445566778899aabbccddeeff\n"
+
 Test(secret, key_file_created_once_0600)
 {
-	char		 path[PATH_MAX], text[80];
+	char		 path[PATH_MAX], text[4096], again[4096];
 	struct stat	 st;
 	struct buf	 blob;
 	char		*p;
-	int		 fd;
-	ssize_t		 n;
 
 	buf_init(&blob);
 	cr_assert_eq(secret_key_path(dbpath, path, sizeof(path)), 0);
@@ -109,34 +197,92 @@ Test(secret, key_file_created_once_0600)
 	cr_assert_eq(secret_init(dbpath, 1), 0);
 	cr_assert_eq(stat(path, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
-	fd = open(path, O_RDONLY);
-	n = read(fd, text, sizeof(text));
-	close(fd);
-	cr_assert_eq(n, 65);
-	cr_assert_eq(text[64], '\n');
-	cr_assert_eq(strspn(text, "0123456789abcdef"), 64);
+	read_key_file(path, text, sizeof(text));
+	cr_assert(strncmp(text, "-----BEGIN PRIVATE KEY-----\n", 28) == 0,
+	    "not a PEM private key: %.40s", text);
+	cr_assert_eq(secret_has_private(), 1);
 	cr_assert_eq(secret_encrypt("s3cret", "client_secret", &blob), 0);
-	/* a second start reads the same key */
+	/* a second start reads the same key and leaves the file alone */
 	secret_forget();
 	cr_assert_eq(secret_init(dbpath, 1), 0);
+	read_key_file(path, again, sizeof(again));
+	cr_assert_str_eq(text, again);
 	p = secret_decrypt(blob.b_data, blob.b_len, "client_secret");
 	cr_assert_not_null(p);
 	cr_assert_str_eq(p, "s3cret");
 	secret_free(p, 0);
 	/* a damaged file is refused, not replaced */
-	fd = open(path, O_WRONLY | O_TRUNC);
-	cr_assert_eq(write(fd, "not a key\n", 10), 10);
-	close(fd);
+	write_key_file(path, "not a key\n");
 	secret_forget();
 	cr_assert_eq(secret_init(dbpath, 1), -1);
 	cr_assert_eq(secret_ready(), 0);
+	read_key_file(path, again, sizeof(again));
+	cr_assert_str_eq(again, "not a key\n");
+	/* a PEM key of another kind is refused too */
+	write_key_file(path, "-----BEGIN PRIVATE KEY-----\n"
+	    "MC4CAQAwBQYDK2VwBCIEII7o5KeIbguT7c5ey54qkgjn/Y3FoHUtekdRzek7jWt9\n"
+	    "-----END PRIVATE KEY-----\n");	/* Ed25519 */
+	cr_assert_eq(secret_init(dbpath, 1), -1);
+	cr_assert_eq(secret_ready(), 0);
 	buf_free(&blob);
+}
+
+/* The key file of version 1 (64 hex digits, an AES key). */
+Test(secret, old_key_file_replaced_without_accounts)
+{
+	char		 path[PATH_MAX], text[4096];
+	struct stat	 st;
+	sqlite3		*db;
+
+	cr_assert_eq(secret_key_path(dbpath, path, sizeof(path)), 0);
+	/* no database at all */
+	write_key_file(path, OLD_KEY);
+	cr_assert_eq(secret_init(dbpath, 0), -1, "no create: no replace");
+	read_key_file(path, text, sizeof(text));
+	cr_assert_str_eq(text, OLD_KEY);
+	cr_assert_eq(secret_init(dbpath, 1), 0);
+	cr_assert_eq(secret_has_private(), 1);
+	read_key_file(path, text, sizeof(text));
+	cr_assert(strncmp(text, "-----BEGIN PRIVATE KEY-----", 27) == 0);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
+	/* a database with an empty accounts table */
+	cr_assert_not_null(db = db_open(dbpath));
+	cr_assert_eq(db_migrate(db), 0);
+	write_key_file(path, OLD_KEY);
+	secret_forget();
+	cr_assert_eq(secret_init(dbpath, 1), 0);
+	read_key_file(path, text, sizeof(text));
+	cr_assert(strncmp(text, "-----BEGIN PRIVATE KEY-----", 27) == 0);
+	db_close(db);
+}
+
+Test(secret, old_key_file_refused_with_accounts)
+{
+	char			 path[PATH_MAX], text[4096];
+	struct db_account_new	 an = { "social", "", "", "", NULL, NULL,
+				    "rt-social-1234", 1 };
+	sqlite3			*db;
+
+	cr_assert_not_null(db = db_open(dbpath));
+	cr_assert_eq(db_migrate(db), 0);
+	cr_assert_eq(secret_init(dbpath, 1), 0);
+	cr_assert_gt(db_account_add(db, &an), 0);
+	cr_assert_eq(secret_key_path(dbpath, path, sizeof(path)), 0);
+	write_key_file(path, OLD_KEY);
+	secret_forget();
+	cr_assert_eq(secret_init(dbpath, 1), -1);
+	cr_assert_eq(secret_ready(), 0);
+	read_key_file(path, text, sizeof(text));
+	cr_assert_str_eq(text, OLD_KEY, "the old key was replaced");
+	db_close(db);
 }
 
 Test(secret, memory_database_gets_a_key)
 {
 	cr_assert_eq(secret_init(":memory:", 0), 0);
 	cr_assert_eq(secret_ready(), 1);
+	cr_assert_eq(secret_has_private(), 1);
 }
 
 Test(secret, hints_show_little)
@@ -298,6 +444,45 @@ Test(secret, account_add_validates)
 	use_fixed_key(9);
 	cr_assert_eq(db_account_secrets(db, id, &as), -1);
 	cr_assert_null(as.as_refresh_token);
+	db_close(db);
+}
+
+/* A worker after secret_forget_private: POST /v2/accounts still stores
+ * an account, nothing it could reach opens a secret, nothing crashes. */
+Test(secret, worker_stores_but_cannot_read)
+{
+	sqlite3				*db = open_db();
+	struct db_account_new		 an = { "idc", "w", "", "", "cid",
+					    "client-SECRET-worker-0000",
+					    "aorAAAA-REFRESH-worker-0000", 1 };
+	struct db_account_secrets	 as;
+	struct shm			 s;
+	struct pool_pick		 pp;
+	int64_t				 id, id2;
+
+	cr_assert_gt(id = db_account_add(db, &an), 0);
+	cr_assert_eq(db_account_refreshed(db, id, "ACCESS-worker", 2000000000,
+	    NULL, ""), 1);
+	secret_forget_private();
+	cr_assert_gt(id2 = db_account_add(db, &an), id, "sealing still works");
+	cr_assert_eq(db_contains(db, "REFRESH-worker"), 0);
+	cr_assert_eq(db_account_secrets(db, id, &as), -1);
+	cr_assert_null(as.as_refresh_token);
+	cr_assert_null(as.as_client_secret);
+	cr_assert_eq(db_account_secrets(db, id2, &as), -1);
+	/* the access token stays shut too: the account is loaded bare */
+	cr_assert_eq(shm_create(&s, 4, 4), 0);
+	cr_assert_eq(db_accounts_load_shm(db, &s), 0);
+	cr_assert_neq(shm_acct_find(&s, id), -1);
+	cr_assert_eq(pool_pick(&s, &pp, -1), -1, "no usable token");
+	shm_destroy(&s);
+	/* the key file's private key opens both rows */
+	secret_forget();
+	cr_assert_eq(secret_init(dbpath, 0), 0);
+	cr_assert_eq(db_account_secrets(db, id2, &as), 1);
+	cr_assert_str_eq(as.as_refresh_token, "aorAAAA-REFRESH-worker-0000");
+	cr_assert_str_eq(as.as_client_secret, "client-SECRET-worker-0000");
+	db_account_secrets_free(&as);
 	db_close(db);
 }
 
