@@ -372,7 +372,6 @@ ustream_init(struct ustream *us, int thinking,
 	es_init(&us->us_dec, ES_MAX_FRAME);
 	buf_init(&us->us_hold);
 	buf_init(&us->us_last_text);
-	buf_init(&us->us_out);
 	buf_init(&us->us_done_ids);
 	us->us_emit = emit;
 	us->us_arg = arg;
@@ -386,7 +385,6 @@ ustream_free(struct ustream *us)
 	es_free(&us->us_dec);
 	buf_free(&us->us_hold);
 	buf_free(&us->us_last_text);
-	buf_free(&us->us_out);
 	buf_free(&us->us_done_ids);
 	if (us->us_tok)
 		json_tokener_free(us->us_tok);
@@ -402,8 +400,6 @@ us_emit_ev(struct ustream *us, struct qev *ev)
 	case QEV_TOOL_ARGS:
 		if (ev->qv_len == 0)
 			return 0;
-		if (buf_append(&us->us_out, ev->qv_text, ev->qv_len) == -1)
-			return -1;
 		if (ev->qv_type == QEV_TEXT)
 			us->us_ntext += ev->qv_len;
 		else if (ev->qv_type == QEV_THINKING) {

@@ -19,8 +19,9 @@
  * clean stop.
  *
  * Backpressure: when the client's socket does not keep up and more than
- * RELAY_HIGH bytes wait, the transfer is paused (CURL_WRITEFUNC_PAUSE)
- * until the worker has written them out (relay_drained). A client that
+ * RELAY_HIGH bytes wait, receiving from the upstream is paused
+ * (curl_easy_pause) until the worker has written them out
+ * (relay_drained). A client that
  * goes away closes its connection, which frees the relay and with it the
  * transfer (relay_free), at once.
  */
@@ -36,6 +37,7 @@
 #define RELAY_REFRESH_WAIT_MS	15000
 #define RELAY_PING_MS		15000
 #define RELAY_CONTEXT_WINDOW	200000
+#define RELAY_COUNT_WINDOW	(64 * 1024)	/* output held for counting */
 
 enum relay_phase { RP_XFER = 1, RP_WAIT_REFRESH, RP_BACKOFF, RP_DONE };
 
@@ -50,6 +52,8 @@ struct relay {
 	struct buf	 rl_send;	/* the body of this attempt */
 	struct buf	 rl_out;	/* rendered bytes not yet handed over */
 	struct buf	 rl_err;	/* an upstream error body */
+	struct buf	 rl_said;	/* output not yet counted in rl_said_tokens */
+	int64_t		 rl_said_tokens;
 	struct pool_pick rl_pick;
 	int		 rl_have_acct;
 	int64_t		 rl_account_id;	/* for the log */
@@ -130,11 +134,46 @@ relay_push(struct relay *r)
 	buf_reset(&r->rl_out);
 }
 
+/*
+ * Output tokens are counted as the answer goes, over a bounded window:
+ * once it holds RELAY_COUNT_WINDOW bytes, the part before the last space
+ * that starts a word is counted and dropped. The tokenizer's pieces never
+ * span such a space, so the count is the count of the whole.
+ */
+static int
+relay_count_out(struct relay *r, const char *p, size_t len)
+{
+	struct buf	*b = &r->rl_said;
+	size_t		 i, cut = 0;
+
+	if (buf_append(b, p, len) == -1)
+		return -1;
+	if (buf_unread_len(b) < RELAY_COUNT_WINDOW)
+		return 0;
+	p = buf_unread(b);
+	for (i = buf_unread_len(b) - 1; i > 0 && cut == 0; i--)
+		if (p[i] == ' ' && p[i - 1] != ' ' && p[i - 1] != '\n' &&
+		    p[i - 1] != '\t' && p[i - 1] != '\r')
+			cut = i;
+	if (cut == 0)	/* no such space: a UTF-8 boundary, near enough */
+		for (cut = buf_unread_len(b) / 2;
+		    cut > 0 && ((unsigned char)p[cut] & 0xc0) == 0x80; cut--)
+			;
+	r->rl_said_tokens += tokens_count(p, cut);
+	buf_consume(b, cut);
+	buf_compact(b);
+	return 0;
+}
+
 static int
 relay_emit(const struct qev *ev, void *arg)
 {
 	struct relay	*r = arg;
 
+	if ((ev->qv_type == QEV_TEXT || ev->qv_type == QEV_THINKING ||
+	    ev->qv_type == QEV_TOOL_ARGS) &&
+	    relay_count_out(r, ev->qv_text, ev->qv_len) == -1)
+		return -1;
 	if (render_event(r, ev) == -1)
 		return -1;
 	relay_push(r);
@@ -188,15 +227,23 @@ relay_write_cb(char *data, size_t size, size_t n, void *arg)
 	}
 	if (c->co_broken)
 		return 0;		/* client gone: stop the transfer */
-	if (r->rl_q.q_stream && buf_unread_len(&c->co_out) > RELAY_HIGH) {
-		r->rl_paused = 1;
-		return CURL_WRITEFUNC_PAUSE;
-	}
-	if (r->rl_ignore)
-		return n;
-	if (ustream_feed(&r->rl_us, data, n) == -1)
+	if (!r->rl_ignore && ustream_feed(&r->rl_us, data, n) == -1)
 		r->rl_ignore = 1;	/* an error event went out */
-	return c->co_broken ? 0 : n;
+	if (c->co_broken)
+		return 0;
+	/*
+	 * The data is always taken, then receiving pauses: a transfer that
+	 * returned CURL_WRITEFUNC_PAUSE on its last bytes finishes with
+	 * those bytes still in libcurl, which drops them (curl issue
+	 * 13337, before 8.8). So at most one callback's worth goes past
+	 * RELAY_HIGH.
+	 */
+	if (r->rl_q.q_stream && !r->rl_paused &&
+	    buf_unread_len(&c->co_out) > RELAY_HIGH) {
+		r->rl_paused = 1;
+		curl_easy_pause(r->rl_easy, CURLPAUSE_RECV);
+	}
+	return n;
 }
 
 static void
@@ -470,7 +517,8 @@ relay_usage(struct relay *r)
 	int64_t		 total;
 
 	u->u_out = us->us_out_tokens > 0 ? us->us_out_tokens :
-	    tokens_count(us->us_out.b_data, us->us_out.b_len);
+	    r->rl_said_tokens + tokens_count(buf_unread(&r->rl_said),
+	    buf_unread_len(&r->rl_said));
 	if (us->us_in_tokens > 0)
 		u->u_in = us->us_in_tokens;
 	else if (us->us_context_pct > 0) {
@@ -798,5 +846,6 @@ relay_free(struct relay *r)
 	buf_free(&r->rl_send);
 	buf_free(&r->rl_out);
 	buf_free(&r->rl_err);
+	buf_free(&r->rl_said);
 	free(r);
 }
