@@ -32,7 +32,8 @@ LIB_SRCS = src/log.c src/util.c src/buf.c src/config.c src/proc.c src/shm.c \
            src/http.c src/worker.c src/router.c src/static.c src/auth.c \
            src/admin.c src/db.c src/logger.c src/refresher.c src/secret.c \
            src/pool.c src/oidc.c src/kiro.c src/upstream.c src/relay.c \
-           src/qreq.c src/openai.c src/anthropic.c src/eventstream.c src/tokens.c
+           src/qreq.c src/jsonr.c src/openai.c src/anthropic.c src/eventstream.c \
+           src/tokens.c
 LIB_OBJS = $(LIB_SRCS:src/%.c=$(O)/%.o) $(O)/tokens-data.o
 HDRS     = $(wildcard src/*.h)
 
@@ -106,7 +107,8 @@ check-unit: $(UNIT_BINS)
 
 # The plain build's unit tests once more under valgrind's memcheck
 # (ASan and valgrind do not mix, hence the two builds).
-VALGRIND_TESTS = test_http test_config test_shm test_auth test_db
+VALGRIND_TESTS = test_http test_config test_shm test_auth test_db test_pool \
+                 test_tokens test_anthropic test_secret test_jsonr
 check-valgrind: $(VALGRIND_TESTS:%=src/tests/%)
 	@for t in $^; do \
 		echo "== valgrind $$t"; \
@@ -142,24 +144,40 @@ check-man:
 FUZZ_SECONDS ?= 60
 FUZZ_CC = clang
 FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $(DEP_CFLAGS)
-fuzz: obj-fuzz/fuzz_http obj-fuzz/fuzz_eventstream
-	@mkdir -p obj-fuzz/corpus-http obj-fuzz/corpus-eventstream
-	obj-fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
-		obj-fuzz/corpus-http tests/fuzz/seeds-http
-	obj-fuzz/fuzz_eventstream -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
-		obj-fuzz/corpus-eventstream tests/fuzz/seeds-eventstream
-
-obj-fuzz/fuzz_eventstream: tests/fuzz/fuzz_eventstream.c src/eventstream.c src/buf.c src/util.c src/log.c $(HDRS)
-	@mkdir -p obj-fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_eventstream.c src/eventstream.c src/buf.c src/util.c src/log.c $(DEP_LIBS)
+FUZZ_REQ_SRCS = src/openai.c src/anthropic.c src/qreq.c src/jsonr.c src/tokens.c \
+	src/tokens-data.S src/config.c src/buf.c src/util.c src/log.c
+FUZZ_TARGETS = http eventstream jsonr request
+fuzz: $(FUZZ_TARGETS:%=obj-fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p obj-fuzz/corpus-$$t; \
+		dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+		echo "== fuzz_$$t, $(FUZZ_SECONDS) s"; \
+		obj-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+		    $$dict obj-fuzz/corpus-$$t tests/fuzz/seeds-$$t \
+		    2>obj-fuzz/fuzz_$$t.log || { tail -40 obj-fuzz/fuzz_$$t.log; exit 1; }; \
+		tail -1 obj-fuzz/fuzz_$$t.log; \
+	done
 
 obj-fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c src/buf.c src/util.c $(HDRS)
 	@mkdir -p obj-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_http.c src/http.c src/buf.c src/util.c $(DEP_LIBS)
 
-bench: all
+obj-fuzz/fuzz_eventstream: tests/fuzz/fuzz_eventstream.c src/eventstream.c src/buf.c src/util.c src/log.c $(HDRS)
+	@mkdir -p obj-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_eventstream.c src/eventstream.c src/buf.c src/util.c src/log.c $(DEP_LIBS)
+
+obj-fuzz/fuzz_jsonr: tests/fuzz/fuzz_jsonr.c src/jsonr.c src/buf.c $(HDRS)
+	@mkdir -p obj-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_jsonr.c src/jsonr.c src/buf.c $(DEP_LIBS)
+
+obj-fuzz/fuzz_request: tests/fuzz/fuzz_request.c $(FUZZ_REQ_SRCS) src/claude-tokenizer.json $(HDRS)
+	@mkdir -p obj-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_request.c $(FUZZ_REQ_SRCS) $(DEP_LIBS)
+
+bench: all $(O)/tests/convbench $(O)/tests/tokbench
 	@build-aux/deps.sh bench
 	tests/bench/run.sh
+	QRELAYD=$(O)/qrelayd CONVBENCH=$(O)/tests/convbench TOKBENCH=$(O)/tests/tokbench tests/bench/relay.sh
 
 install: all
 	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(sysconfdir) $(DESTDIR)$(mandir)/man5 \

@@ -38,6 +38,7 @@ if [ "$want" = check ] || [ "$want" = bench ]; then
 	need libclang-rt-14-dev test -e /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
 fi
 if [ "$want" = bench ]; then
+	need valgrind has valgrind
 	need wrk has wrk
 	need nginx-light has /usr/sbin/nginx
 fi

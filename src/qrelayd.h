@@ -367,14 +367,17 @@ struct http_req {
 	const char	*rq_query;	/* after '?', or NULL */
 	size_t		 rq_query_len;
 	int		 rq_minor;	/* HTTP/1.x */
-	struct http_hdr	 rq_hdrs[QR_MAX_HEADERS];
-	size_t		 rq_nhdrs;
 	/* derived from the headers by http_parse_request */
 	int64_t		 rq_content_length;	/* -1: none */
 	int		 rq_chunked;
 	int		 rq_keep_alive;
 	int		 rq_expect_continue;
+	size_t		 rq_nhdrs;
+	/* last: a copy may hold only the rq_nhdrs used (HTTP_REQ_SIZE) */
+	struct http_hdr	 rq_hdrs[QR_MAX_HEADERS];
 };
+#define HTTP_REQ_SIZE(n) \
+	(offsetof(struct http_req, rq_hdrs) + (n) * sizeof(struct http_hdr))
 
 /*
  * http_parse_request: parse the request line and headers in buf.
@@ -459,6 +462,7 @@ struct conn {
 	int		 co_broken;		/* a write failed: client gone */
 	int		 co_dead;		/* closed; freed at the loop's end */
 	int64_t		 co_progress;		/* ms: last byte written */
+	size_t		 co_req_bytes;		/* head + body, once read */
 	struct conn	*co_dnext;		/* dead list */
 };
 
@@ -472,13 +476,15 @@ void	 conn_kick(struct conn *);
 enum conn_timer { CT_NONE = 0, CT_SLOW, CT_FAST };
 void	 conn_timer(struct conn *, int which);
 /* Streamed responses: a chunked head (or, for HTTP/1.0, a body ended by
- * close), then pieces written at once where the socket takes them, the
- * rest queued in co_out. conn_stream_write returns -1 when the client
- * is gone (co_broken set). conn_stream_end queues the last chunk and
- * moves to CS_WRITING: call conn_kick after it. */
+ * close), then pieces queued in co_out by conn_stream_write and written
+ * by conn_stream_flush as far as the socket takes them (the rest when
+ * it drains). Both return -1 when the client is gone (co_broken set).
+ * conn_stream_end queues the last chunk and moves to CS_WRITING: call
+ * conn_kick after it. */
 int	 conn_stream_begin(struct conn *, int status, const char *ctype,
 	    const char *extra_headers);
 int	 conn_stream_write(struct conn *, const void *, size_t);
+int	 conn_stream_flush(struct conn *);
 void	 conn_stream_end(struct conn *);
 /* Queue a complete response on c and start writing it. HEAD requests
  * get the head only. conn_respond_json takes ownership of the object. */
@@ -731,6 +737,27 @@ int	 logger_main(struct config *, int slot, int lifeline_fd, int log_rfd)
 	    QR_ATTR_NORETURN;
 
 /* ------------------------------------------------------------------ */
+/* jsonr.c: a strict JSON reader building json-c trees                 */
+
+enum jsonr_code { JSONR_OK = 0, JSONR_EMPTY, JSONR_SYNTAX, JSONR_DEPTH,
+	JSONR_NOMEM, JSONR_TOOBIG };
+
+struct jsonr_err {
+	int		 je_code;	/* enum jsonr_code */
+	size_t		 je_off;	/* the byte where it failed (len: at
+					 * the end of the data) */
+	const char	*je_msg;	/* static text: what was wrong */
+};
+
+/* One RFC 8259 value filling all of s[0..len) but for whitespace, as
+ * the json-c tree json_tokener would build (see jsonr.c for where the
+ * two differ); a value may sit inside at most max_depth - 1 containers.
+ * NULL: the error in err (may be NULL), or the input was "null" (code
+ * JSONR_OK). */
+struct json_object *jsonr_parse(const char *s, size_t len, int max_depth,
+	    struct jsonr_err *err);
+
+/* ------------------------------------------------------------------ */
 /* qreq.c: the request between the client APIs and the upstream        */
 /*
  * openai.c and anthropic.c parse a client body into a struct qreq (the
@@ -839,6 +866,9 @@ int	 qreq_build(struct qreq *, const struct config *,
 /* The client's name of a tool the upstream calls by upstream_name
  * (names over 64 bytes were shortened by qreq_build). */
 const char *qreq_tool_client_name(const struct qreq *, const char *);
+/* Free what only the upstream body needed (the parsed body, messages,
+ * tools), keeping the model name and the tool name map. 0 or -1. */
+int	 qreq_shed(struct qreq *);
 /* Input tokens of the request, as the tokenizer counts them. */
 int64_t	 qreq_count_tokens(const struct qreq *);
 /* The models GET /v1/models lists, in the API's shape. */
@@ -1030,7 +1060,7 @@ int	 anthropic_render_finish(struct render *, int stop, struct buf *out);
 struct json_object *anthropic_error_json(int status, const char *type,
 	    const char *message);
 const char *anthropic_error_type(int status);	/* 400 -> invalid_request_error ... */
-void	 render_free(struct render *);	/* relay.c */
+void	 render_free(struct render *);	/* qreq.c */
 
 /* ------------------------------------------------------------------ */
 /* tokens.c: the Claude BPE tokenizer                                   */

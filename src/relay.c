@@ -54,7 +54,9 @@ struct relay {
 	struct buf	 rl_err;	/* an upstream error body */
 	struct buf	 rl_said;	/* output not yet counted in rl_said_tokens */
 	int64_t		 rl_said_tokens;
-	struct pool_pick rl_pick;
+	int		 rl_slot;	/* the account of this attempt */
+	uint32_t	 rl_token_gen;
+	char		 rl_arn[160];
 	int		 rl_have_acct;
 	int64_t		 rl_account_id;	/* for the log */
 	CURL		*rl_easy;
@@ -110,17 +112,6 @@ render_ping(struct relay *r)
 	return r->rl_api == API_OPENAI ?
 	    openai_render_ping(&r->rl_rd, &r->rl_out) :
 	    anthropic_render_ping(&r->rl_rd, &r->rl_out);
-}
-
-void
-render_free(struct render *rd)
-{
-	buf_free(&rd->rd_text);
-	buf_free(&rd->rd_thinking);
-	buf_free(&rd->rd_args);
-	if (rd->rd_acc != NULL)
-		json_object_put(rd->rd_acc);
-	rd->rd_acc = NULL;
 }
 
 /* Stream what was rendered to the client. */
@@ -188,11 +179,16 @@ relay_note_error(struct relay *r, const char *fmt, const char *detail)
 	snprintf(r->rl_error, sizeof(r->rl_error), fmt, detail);
 }
 
-/* The client's response begins when the upstream says 200. */
+/* The client's response begins when the upstream says 200. No attempt
+ * follows now: what only the request needed can go. */
 static int
 relay_begin(struct relay *r)
 {
 	r->rl_started = 1;
+	if (qreq_shed(&r->rl_q) == -1)
+		return -1;
+	buf_free(&r->rl_body);
+	buf_free(&r->rl_conn->co_body);
 	if (!r->rl_q.q_stream)
 		return 0;
 	if (conn_stream_begin(r->rl_conn, 200, "text/event-stream",
@@ -200,7 +196,7 @@ relay_begin(struct relay *r)
 		return -1;
 	if (render_start(r) == -1)
 		return -1;
-	relay_push(r);
+	relay_push(r);		/* flushed with the first events */
 	return 0;
 }
 
@@ -229,7 +225,8 @@ relay_write_cb(char *data, size_t size, size_t n, void *arg)
 		return 0;		/* client gone: stop the transfer */
 	if (!r->rl_ignore && ustream_feed(&r->rl_us, data, n) == -1)
 		r->rl_ignore = 1;	/* an error event went out */
-	if (c->co_broken)
+	/* one write for all the events of this piece of the stream */
+	if (r->rl_q.q_stream && conn_stream_flush(c) == -1)
 		return 0;
 	/*
 	 * The data is always taken, then receiving pauses: a transfer that
@@ -263,13 +260,12 @@ relay_release(struct relay *r, int ok, const char *error)
 {
 	if (!r->rl_have_acct)
 		return;
-	pool_release(qr_shm, r->rl_pick.pp_slot, ok, error);
+	pool_release(qr_shm, r->rl_slot, ok, error);
 	r->rl_have_acct = 0;
-	explicit_bzero(r->rl_pick.pp_token, sizeof(r->rl_pick.pp_token));
 }
 
 static struct curl_slist *
-relay_headers(struct relay *r)
+relay_headers(const char *token)
 {
 	struct curl_slist	*h = NULL, *t;
 	struct buf		 b;
@@ -280,7 +276,7 @@ relay_headers(struct relay *r)
 	if (uuid4(id) == -1)
 		return NULL;
 	if (buf_printf(&b, "Authorization: Bearer %s",
-	    r->rl_pick.pp_token) == -1)
+	    token) == -1)
 		return NULL;
 	{
 		const char *lines[] = {
@@ -325,7 +321,7 @@ relay_headers(struct relay *r)
 static int
 relay_body(struct relay *r)
 {
-	const char	*arn = r->rl_pick.pp_profile_arn;
+	const char	*arn = r->rl_arn;
 	size_t		 i;
 
 	buf_reset(&r->rl_send);
@@ -347,7 +343,7 @@ relay_body(struct relay *r)
 }
 
 static int
-relay_xfer_start(struct relay *r)
+relay_xfer_start(struct relay *r, const char *token)
 {
 	struct config	*cf = qr_wctx->wc_cf;
 	struct buf	 url;
@@ -358,7 +354,7 @@ relay_xfer_start(struct relay *r)
 	if (relay_body(r) == -1 ||
 	    buf_printf(&url, "%s/generateAssistantResponse",
 	    cf->cf_q_endpoint) == -1 ||
-	    (r->rl_hdrs = relay_headers(r)) == NULL ||
+	    (r->rl_hdrs = relay_headers(token)) == NULL ||
 	    (e = curl_easy_init()) == NULL)
 		goto done;
 	r->rl_easy = e;
@@ -378,6 +374,9 @@ relay_xfer_start(struct relay *r)
 	    (long)cf->cf_connect_timeout);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+	/* event frames are small: a 16 KB receive buffer per transfer is
+	 * most of what 10,000 held streams would cost */
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
 	r->rl_curl_err[0] = '\0';
 	r->rl_status = 0;
 	buf_reset(&r->rl_err);
@@ -587,7 +586,7 @@ relay_done(void *easy, int result)
 	relay_classify(r, &ue);
 	strlcpy_qr(r->rl_error, ue.ue_msg, sizeof(r->rl_error));
 	log_debug("relay: account %lld: upstream %ld: %s",
-	    (long long)r->rl_pick.pp_id, r->rl_status, ue.ue_msg);
+	    (long long)r->rl_account_id, r->rl_status, ue.ue_msg);
 
 	switch (ue.ue_verdict) {
 	case V_CLIENT:
@@ -598,7 +597,7 @@ relay_done(void *easy, int result)
 		if (!r->rl_refreshed) {
 			/* keep the account: wait for its new token */
 			r->rl_refreshed = 1;
-			pool_want_refresh(qr_shm, r->rl_pick.pp_slot);
+			pool_want_refresh(qr_shm, r->rl_slot);
 			r->rl_phase = RP_WAIT_REFRESH;
 			r->rl_wait_until = now_ms() + RELAY_REFRESH_WAIT_MS;
 			conn_timer(r->rl_conn, CT_FAST);
@@ -619,7 +618,7 @@ relay_done(void *easy, int result)
 		return;
 	}
 	relay_release(r, 0, r->rl_error);
-	r->rl_exclude = r->rl_pick.pp_slot;
+	r->rl_exclude = r->rl_slot;
 	if (++r->rl_attempts < RELAY_MAX_ATTEMPTS) {
 		relay_attempt(r);
 		return;
@@ -647,25 +646,31 @@ relay_fail(struct relay *r, int status, const char *type, const char *msg,
 		conn_kick(c);
 }
 
-/* Pick an account and start a transfer, or answer why not. */
+/* Pick an account and start a transfer, or answer why not. The token
+ * lives only on this stack frame and in curl's header list. */
 static void
 relay_attempt(struct relay *r)
 {
-	if (pool_pick(qr_shm, &r->rl_pick, r->rl_exclude) == -1 &&
-	    (r->rl_exclude == -1 ||
-	    pool_pick(qr_shm, &r->rl_pick, -1) == -1)) {
+	struct pool_pick	 pk;
+
+	if (pool_pick(qr_shm, &pk, r->rl_exclude) == -1 &&
+	    (r->rl_exclude == -1 || pool_pick(qr_shm, &pk, -1) == -1)) {
 		relay_fail(r, 503, "overloaded_error", r->rl_attempts ?
 		    r->rl_error : "no upstream account is available",
 		    "Retry-After: 30\r\n");
 		return;
 	}
 	r->rl_have_acct = 1;
-	r->rl_account_id = r->rl_pick.pp_id;
-	if (relay_xfer_start(r) == -1) {
+	r->rl_slot = pk.pp_slot;
+	r->rl_token_gen = pk.pp_token_gen;
+	r->rl_account_id = pk.pp_id;
+	strlcpy_qr(r->rl_arn, pk.pp_profile_arn, sizeof(r->rl_arn));
+	if (relay_xfer_start(r, pk.pp_token) == -1) {
 		relay_release(r, 1, NULL);
 		relay_fail(r, 500, "api_error", "cannot start the upstream "
 		    "request", NULL);
 	}
+	explicit_bzero(pk.pp_token, sizeof(pk.pp_token));
 }
 
 /* ---- entry points --------------------------------------------------- */
@@ -743,8 +748,7 @@ relay_tick(struct conn *c)
 
 	switch (r->rl_phase) {
 	case RP_WAIT_REFRESH:
-		if (pool_token_changed(qr_shm, r->rl_pick.pp_slot,
-		    r->rl_pick.pp_token_gen)) {
+		if (pool_token_changed(qr_shm, r->rl_slot, r->rl_token_gen)) {
 			/* same account, new token */
 			relay_release(r, 1, NULL);
 			r->rl_exclude = -1;
@@ -756,7 +760,7 @@ relay_tick(struct conn *c)
 			return 0;
 		}
 		relay_release(r, 0, "token refresh did not complete");
-		r->rl_exclude = r->rl_pick.pp_slot;
+		r->rl_exclude = r->rl_slot;
 		if (++r->rl_attempts < RELAY_MAX_ATTEMPTS)
 			relay_attempt(r);
 		else
@@ -800,8 +804,10 @@ relay_tick(struct conn *c)
 		return 0;
 	} else if (r->rl_q.q_stream && now - c->co_progress >= RELAY_PING_MS &&
 	    buf_unread_len(&c->co_out) == 0) {
-		if (render_ping(r) == 0)
+		if (render_ping(r) == 0) {
 			relay_push(r);
+			conn_stream_flush(c);
+		}
 	}
 	conn_timer(c, CT_SLOW);
 	return 0;

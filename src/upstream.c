@@ -83,10 +83,18 @@ upstream_socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg,
 	return 0;
 }
 
+/* 0 ms means "now": a deadline of 1 is due whatever the loop's idea of
+ * the time (a fresh now_ms() could be a millisecond past the loop's
+ * W.now, and the loop would sleep that millisecond first). */
 static int
 upstream_timer_cb(CURLM *multi, long timeout_ms, void *arg)
 {
-	U.deadline = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
+	if (timeout_ms < 0)
+		U.deadline = 0;
+	else if (timeout_ms == 0)
+		U.deadline = 1;
+	else
+		U.deadline = now_ms() + timeout_ms;
 	return 0;
 }
 

@@ -301,6 +301,7 @@ conn_release_request(struct conn *c)
 	buf_free(&c->co_body);
 	c->co_status = 0;
 	c->co_resp_bytes = 0;
+	c->co_req_bytes = 0;
 	c->co_key_id = 0;
 }
 
@@ -343,7 +344,9 @@ conn_log(struct conn *c)
 	r.lr_status = c->co_status;
 	r.lr_pid = (int32_t)getpid();
 	r.lr_key_id = c->co_key_id;
-	r.lr_bytes_in = (int64_t)(c->co_head.b_len + c->co_body.b_len);
+	/* a request refused before it was whole: what was read of it */
+	r.lr_bytes_in = (int64_t)(c->co_req_bytes ? c->co_req_bytes :
+	    c->co_head.b_len + c->co_body.b_len);
 	r.lr_bytes_out = (int64_t)c->co_resp_bytes;
 	if (q) {
 		size_t	 n;
@@ -525,15 +528,16 @@ conn_parse(struct conn *c)
 			conn_fail(c, r < 0 ? -r : 431);
 			return 1;
 		}
-		/* Copy the head out so co_in may move while the body comes. */
-		if ((q = malloc(sizeof(*q))) == NULL ||
+		/* Copy the head out so co_in may move while the body comes;
+		 * only the headers used: a held stream keeps it for long. */
+		if ((q = malloc(HTTP_REQ_SIZE(W.scratch.rq_nhdrs))) == NULL ||
 		    buf_append(&c->co_head, buf_unread(&c->co_in),
 		    (size_t)r) == -1) {
 			free(q);
 			conn_fail(c, 500);
 			return 1;
 		}
-		*q = W.scratch;
+		memcpy(q, &W.scratch, HTTP_REQ_SIZE(W.scratch.rq_nhdrs));
 		http_req_rebase(q, buf_unread(&c->co_in), c->co_head.b_data);
 		c->co_req = q;
 		buf_consume(&c->co_in, (size_t)r);
@@ -564,6 +568,7 @@ conn_parse(struct conn *c)
 			return 1;
 		}
 		if (c->co_state == CS_HANDLING) {
+			c->co_req_bytes = c->co_head.b_len;
 			router_dispatch(c);
 			return 1;
 		}
@@ -605,6 +610,9 @@ conn_parse(struct conn *c)
 	}
 	c->co_state = CS_HANDLING;
 	timer_del(c);
+	if (buf_unread_len(&c->co_in) == 0)
+		buf_free(&c->co_in);	/* a long stream need not keep it */
+	c->co_req_bytes = c->co_head.b_len + c->co_body.b_len;
 	router_dispatch(c);
 	return 1;
 }
@@ -808,7 +816,16 @@ conn_stream_write(struct conn *c, const void *p, size_t len)
 		return -1;
 	}
 	c->co_resp_bytes += c->co_out.b_len - before;
-	/* out at once: a stream is only as fast as its first byte */
+	return 0;
+}
+
+/* Out at once, as far as the socket takes it: the caller flushes once
+ * per batch of events, not once per event. */
+int
+conn_stream_flush(struct conn *c)
+{
+	if (c->co_broken)
+		return -1;
 	if (conn_flush(c) == -1) {
 		c->co_broken = 1;
 		return -1;

@@ -302,7 +302,7 @@ main(int argc, char **argv)
 		}
 		qreq_free(&q);
 	}
-	printf("parse (json-c + anthropic_parse): median %.3f ms\n",
+	printf("parse (jsonr + anthropic_parse): median %.3f ms\n",
 	    median(tp, n));
 	printf("build (qreq_build): median %.3f ms\n", median(tb, n));
 	printf("convert 1MB: median %.3f ms (%d iterations; target 5 ms)\n",
