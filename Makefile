@@ -162,9 +162,10 @@ obj-fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c src/buf.c src/util.c $(HDR
 	@mkdir -p obj-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_http.c src/http.c src/buf.c src/util.c $(DEP_LIBS)
 
-obj-fuzz/fuzz_eventstream: tests/fuzz/fuzz_eventstream.c src/eventstream.c src/buf.c src/util.c src/log.c $(HDRS)
+FUZZ_ES_SRCS = src/eventstream.c src/jsonr.c src/buf.c src/util.c src/log.c
+obj-fuzz/fuzz_eventstream: tests/fuzz/fuzz_eventstream.c $(FUZZ_ES_SRCS) $(HDRS)
 	@mkdir -p obj-fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_eventstream.c src/eventstream.c src/buf.c src/util.c src/log.c $(DEP_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_eventstream.c $(FUZZ_ES_SRCS) $(DEP_LIBS)
 
 obj-fuzz/fuzz_jsonr: tests/fuzz/fuzz_jsonr.c src/jsonr.c src/buf.c $(HDRS)
 	@mkdir -p obj-fuzz

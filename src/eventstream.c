@@ -386,9 +386,6 @@ ustream_free(struct ustream *us)
 	buf_free(&us->us_hold);
 	buf_free(&us->us_last_text);
 	buf_free(&us->us_done_ids);
-	if (us->us_tok)
-		json_tokener_free(us->us_tok);
-	us->us_tok = NULL;
 }
 
 static int
@@ -909,22 +906,17 @@ us_known_event(const char *et, size_t n)
 	return 0;
 }
 
+/* A payload as a JSON object, or NULL. jsonr, not json_tokener: this
+ * runs for every frame of every stream, and json_tokener_parse_ex
+ * switches the locale on each call. */
 static struct json_object *
 us_parse(struct ustream *us, const char *p, size_t n)
 {
 	struct json_object	*o;
 
-	if (n == 0 || n > INT_MAX)
+	if (n == 0 || (o = jsonr_parse(p, n, QR_JSON_DEPTH, NULL)) == NULL)
 		return NULL;
-	if (us->us_tok == NULL &&
-	    (us->us_tok = json_tokener_new_ex(QR_JSON_DEPTH)) == NULL)
-		return NULL;
-	json_tokener_reset(us->us_tok);
-	o = json_tokener_parse_ex(us->us_tok, p, (int)n);
-	if (o == NULL || json_tokener_get_error(us->us_tok) !=
-	    json_tokener_success ||
-	    json_tokener_get_parse_end(us->us_tok) != n ||
-	    !json_object_is_type(o, json_type_object)) {
+	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		return NULL;
 	}

@@ -88,7 +88,7 @@ int64_t	 now_ms(void);			/* CLOCK_MONOTONIC */
 int64_t	 now_us(void);			/* CLOCK_MONOTONIC */
 time_t	 now_wall(void);		/* time(NULL) */
 int	 set_nonblock(int);
-int	 random_bytes(void *, size_t);	/* getrandom(2), 0 or -1 */
+int	 random_bytes(void *, size_t);	/* RAND_bytes, 0 or -1 */
 void	 hex_encode(const unsigned char *, size_t, char *);	/* 2n+1 */
 int	 ct_equal(const void *, const void *, size_t);	/* CRYPTO_memcmp */
 int	 mkdir_p(const char *, mode_t);
@@ -970,7 +970,6 @@ struct ustream {
 	int64_t		 us_out_tokens;
 	char		 us_conversation_id[128];
 	/* private to eventstream.c */
-	struct json_tokener *us_tok;	/* reused for every payload */
 	struct buf	 us_done_ids;	/* finished tool ids, each "\0id\0" */
 	char		 us_think_prev;	/* last thinking byte out (quotes) */
 	int		 us_err_sent;	/* an ERROR event went out */
@@ -1105,6 +1104,8 @@ int	 pool_token_changed(struct shm *, int slot, uint32_t gen);
 int	 upstream_init(int epfd);		/* in the worker, after fork */
 void	 upstream_fini(void);
 void	*upstream_multi(void);			/* the CURLM * */
+void	*upstream_easy_get(void);		/* a CURL *, fresh options */
+void	 upstream_easy_put(void *);		/* done with it */
 void	 upstream_event(void *src, uint32_t events);	/* EV_CURL fired */
 int64_t	 upstream_deadline(void);		/* ms monotonic, 0 none */
 void	 upstream_timers(int64_t now);

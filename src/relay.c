@@ -248,7 +248,7 @@ relay_xfer_free(struct relay *r)
 {
 	if (r->rl_easy != NULL) {
 		curl_multi_remove_handle(upstream_multi(), r->rl_easy);
-		curl_easy_cleanup(r->rl_easy);
+		upstream_easy_put(r->rl_easy);
 		r->rl_easy = NULL;
 	}
 	curl_slist_free_all(r->rl_hdrs);
@@ -355,7 +355,7 @@ relay_xfer_start(struct relay *r, const char *token)
 	    buf_printf(&url, "%s/generateAssistantResponse",
 	    cf->cf_q_endpoint) == -1 ||
 	    (r->rl_hdrs = relay_headers(token)) == NULL ||
-	    (e = curl_easy_init()) == NULL)
+	    (e = upstream_easy_get()) == NULL)
 		goto done;
 	r->rl_easy = e;
 	curl_easy_setopt(e, CURLOPT_URL, url.b_data);

@@ -27,12 +27,16 @@ struct usock {
 	struct usock	*us_next;	/* dead list */
 };
 
+#define UPSTREAM_SPARE	32	/* easy handles kept for the next requests */
+
 static struct {
 	CURLM		*multi;
 	int		 epfd;
 	int64_t		 deadline;	/* ms monotonic, 0 none */
 	int		 running;
 	struct usock	*dead;
+	CURL		*spare[UPSTREAM_SPARE];
+	int		 nspare;
 } U;
 
 static int
@@ -132,10 +136,36 @@ upstream_init(int epfd)
 void
 upstream_fini(void)
 {
+	while (U.nspare > 0)
+		curl_easy_cleanup(U.spare[--U.nspare]);
 	if (U.multi != NULL)
 		curl_multi_cleanup(U.multi);
 	U.multi = NULL;
 	upstream_reap();
+}
+
+/* An easy handle with default options: a used one when there is one
+ * (curl_easy_reset is cheaper than a new handle), else a new one. */
+void *
+upstream_easy_get(void)
+{
+	CURL	*e;
+
+	if (U.nspare == 0)
+		return curl_easy_init();
+	e = U.spare[--U.nspare];
+	curl_easy_reset(e);
+	return e;
+}
+
+/* Give back a handle already out of the multi handle. */
+void
+upstream_easy_put(void *e)
+{
+	if (U.nspare < UPSTREAM_SPARE)
+		U.spare[U.nspare++] = e;
+	else
+		curl_easy_cleanup(e);
 }
 
 void *

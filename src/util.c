@@ -2,7 +2,6 @@
  * util.c - small helpers shared by every process: clocks, descriptors,
  * randomness, hashing, paths and the few string functions libc lacks.
  */
-#include <sys/random.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "qrelayd.h"
 
@@ -52,18 +52,10 @@ set_nonblock(int fd)
 int
 random_bytes(void *p, size_t n)
 {
-	unsigned char	*c = p;
-	ssize_t		 r;
-
-	while (n > 0) {
-		if ((r = getrandom(c, n, 0)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		c += r;
-		n -= (size_t)r;
-	}
+	/* OpenSSL's DRBG: seeded from getrandom(2), reseeded after fork,
+	 * and no system call per id on the request path */
+	if (n > INT_MAX || RAND_bytes(p, (int)n) != 1)
+		return -1;
 	return 0;
 }
 
