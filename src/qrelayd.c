@@ -496,11 +496,13 @@ spawn(int slot)
 		worker_main(cf, slot, lp[0], log_pipe[1]);
 	case ROLE_LOGGER:
 		secret_forget();	/* it never touches a secret */
+		tokens_fini();		/* nor counts a token */
 		close(log_pipe[1]);
 		for (i = 0; i < cf->cf_nlisten; i++)
 			close(cf->cf_listen[i].la_fd);
 		logger_main(cf, slot, lp[0], log_pipe[0]);
 	case ROLE_REFRESHER:
+		tokens_fini();
 		close(log_pipe[0]);
 		close(log_pipe[1]);
 		for (i = 0; i < cf->cf_nlisten; i++)

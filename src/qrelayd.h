@@ -1065,6 +1065,7 @@ void	 render_free(struct render *);	/* qreq.c */
 /* tokens.c: the Claude BPE tokenizer                                   */
 
 int	 tokens_init(void);		/* load the embedded vocabulary; 0/-1 */
+void	 tokens_fini(void);		/* free it: this process never counts */
 /* Tokens in utf8[0..len) as countTokens() of @anthropic-ai/tokenizer
  * counts them. Loads the vocabulary if tokens_init() has not; never
  * fails (without memory it guesses len / 4). */

@@ -376,7 +376,7 @@ relay_xfer_start(struct relay *r, const char *token)
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
 	/* event frames are small: a 16 KB receive buffer per transfer is
 	 * most of what 10,000 held streams would cost */
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
 	r->rl_curl_err[0] = '\0';
 	r->rl_status = 0;
 	buf_reset(&r->rl_err);

@@ -108,6 +108,7 @@ struct tok_scratch {
 static __thread struct tok_scratch scratch;
 
 static void	 tokens_load(void);
+static void	 tokens_noop(void);
 static int	 tokens_parse_ranks(const char *, size_t);
 static void	 tokens_insert(uint32_t, size_t, uint32_t);
 static uint32_t	 tokens_hash(const unsigned char *, size_t, uint64_t);
@@ -134,6 +135,26 @@ tokens_init(void)
 {
 	pthread_once(&tokens_once, tokens_load);
 	return vocab.tv_ready ? 0 : -1;
+}
+
+/*
+ * For a process that never counts (the logger, the refresher): give back
+ * the tables it inherited, a few MB that would otherwise stay mapped.
+ * tokens_count then falls back to its estimate.
+ */
+void
+tokens_fini(void)
+{
+	pthread_once(&tokens_once, tokens_noop);
+	vocab.tv_ready = 0;
+	free(vocab.tv_bytes);
+	free(vocab.tv_slots);
+	free(vocab.tv_rank2);
+	free(vocab.tv_bmp);
+	vocab.tv_bytes = NULL;
+	vocab.tv_slots = NULL;
+	vocab.tv_rank2 = NULL;
+	vocab.tv_bmp = NULL;
 }
 
 /*
@@ -906,4 +927,10 @@ tokens_bpe_heap(struct tok_scratch *sc, const unsigned char *p, size_t len)
 		}
 	}
 	return (int64_t)parts;
+}
+
+/* pthread_once's routine for tokens_fini: never load after it. */
+static void
+tokens_noop(void)
+{
 }
