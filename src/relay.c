@@ -141,8 +141,11 @@ relay_count_out(struct relay *r, const char *p, size_t len)
 		return -1;
 	if (buf_unread_len(b) < RELAY_COUNT_WINDOW)
 		return 0;
+	/* only the second half is searched: each cut drops at least half
+	 * the window, so the scans cost O(1) a byte */
 	p = buf_unread(b);
-	for (i = buf_unread_len(b) - 1; i > 0 && cut == 0; i--)
+	for (i = buf_unread_len(b) - 1; i > buf_unread_len(b) / 2 && cut == 0;
+	    i--)
 		if (p[i] == ' ' && p[i - 1] != ' ' && p[i - 1] != '\n' &&
 		    p[i - 1] != '\t' && p[i - 1] != '\r')
 			cut = i;
