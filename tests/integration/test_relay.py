@@ -486,3 +486,110 @@ def test_request_log_row():
     check(tin > 0 and tout > 0, "tokens in/out %r/%r" % (tin, tout))
     eq(round(credits, 4), 0.25, "credits from the meteringEvent")
     check(acct >= 1, "account id %r" % acct)
+
+
+# -- recorded streams, replayed through the relay -------------------------------
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "fixtures", "streams")
+
+
+def _replay(fake, d, key, name, body):
+    fake.script({"replay": os.path.join(FIXTURES, name + ".bin"),
+                 "chunk": "random"})
+    return post(d, key, "/v1/messages", body)
+
+
+def test_fixture_corpus_replayed():
+    fake, d, key = setup()
+    # each recording, and what a client must get from it
+    r = _replay(fake, d, key, "text_only", anth_body())
+    eq(r.json()["content"], [{"type": "text", "text":
+       "The capital of France is Paris. Ünïcödé ✓ 漢字."}], "text_only")
+    eq(r.json()["stop_reason"], "end_turn", "text_only stop")
+
+    r = _replay(fake, d, key, "thinking", anth_body(
+        thinking={"type": "enabled", "budget_tokens": 2048}))
+    blocks = r.json()["content"]
+    eq([b["type"] for b in blocks], ["thinking", "text"], "thinking blocks")
+    check("`</thinking>` is not the end" in blocks[0]["thinking"],
+          "a quoted end tag stays thinking: %r" % blocks[0])
+    eq(blocks[1]["text"], "2 + 2 = 4.", "thinking: the answer")
+
+    r = _replay(fake, d, key, "tool_fragments", anth_body(stream=True))
+    evs = sse_events(r.body)
+    args = "".join(e[1]["delta"]["partial_json"] for e in evs
+                   if e[0] == "content_block_delta"
+                   and e[1]["delta"]["type"] == "input_json_delta")
+    eq(json.loads(args), {"city": "Paris", "units": "metric",
+                          "days": [1, 2, 3]}, "tool arguments")
+    eq([e[1]["delta"]["stop_reason"] for e in evs
+        if e[0] == "message_delta"], ["tool_use"], "tool stop")
+
+    r = _replay(fake, d, key, "duplicates", anth_body())
+    j = r.json()
+    eq([b["type"] for b in j["content"]], ["text", "tool_use"],
+       "a duplicate tool call is dropped, unknown events ignored")
+
+    r = _replay(fake, d, key, "content_length_exceeded", anth_body())
+    eq(r.json()["stop_reason"], "max_tokens", "content length exceeded")
+    eq(r.json()["content"][0]["text"], "A long answer that runs",
+       "text before it kept")
+
+    r = _replay(fake, d, key, "exception_midstream", anth_body(stream=True))
+    check(any(e[0] == "error" for e in sse_events(r.body)),
+          "an exception mid-stream ends with an error event")
+
+
+# -- more upstream failures ------------------------------------------------------
+
+def test_quota_and_server_errors_fail_over():
+    for status, body in [
+            (402, {"message": "You have reached the limit.",
+                   "reason": "MONTHLY_REQUEST_COUNT"}),
+            (500, {"message": "Encountered an unexpected error when "
+                   "processing the request, please try again."}),
+            (503, {"message": "busy",
+                   "reason": "MODEL_TEMPORARILY_UNAVAILABLE"})]:
+        fake, d, key = setup(accounts=2)
+        fake.script({"status": status, "body": body},
+                    {"events": text_events(["from the other account"])})
+        r = post(d, key, "/v1/messages", anth_body())
+        eq(r.status, 200, "%d: status (%r)" % (status, r.body))
+        calls = upstream_calls(fake)
+        eq([c["status"] for c in calls], [status, 200],
+           "%d: then another account" % status)
+        check(calls[0]["headers"]["authorization"] !=
+              calls[1]["headers"]["authorization"], "another token")
+
+
+def test_model_capacity_retried_without_blame():
+    fake, d, key = setup(accounts=1)
+    fake.script({"status": 429, "body": {
+        "__type": "com.amazon.aws.codewhisperer#ThrottlingException",
+        "message": "I am experiencing high traffic, please try again "
+                   "shortly.", "reason": "INSUFFICIENT_MODEL_CAPACITY"}},
+        {"events": text_events(["after a pause"])})
+    r = post(d, key, "/v1/messages", anth_body())
+    eq(r.status, 200, "status (%r)" % r.body)
+    eq(r.json()["content"][0]["text"], "after a pause", "answer")
+    calls = upstream_calls(fake)
+    eq([c["status"] for c in calls], [429, 200], "retried")
+    eq(calls[0]["headers"]["authorization"],
+       calls[1]["headers"]["authorization"], "on the same account")
+
+
+def test_openai_thinking_as_reasoning_content():
+    fake, d, key = setup()
+    fake.script({"events": text_events(["<thinking>\nweigh it</thinking>"
+                                        "\n\n", "The answer."])})
+    r = post(d, key, "/v1/chat/completions",
+             oa_body(reasoning_effort="high"))
+    eq(r.status, 200, "status (%r)" % r.body)
+    m = r.json()["choices"][0]["message"]
+    eq(m["content"], "The answer.", "content")
+    eq(m.get("reasoning_content"), "weigh it", "reasoning_content")
+    cs = upstream_calls(fake)[0]["body"]["conversationState"]
+    check("<thinking_mode>adaptive</thinking_mode>" in
+          cs["currentMessage"]["userInputMessage"]["content"],
+          "thinking asked for upstream")
