@@ -183,7 +183,7 @@ void	 child_signals_block(sigset_t *waitmask);
 /* shm.c: the shared table                                              */
 
 #define SHM_MAGIC		0x51524c59u	/* "QRLY" */
-#define SHM_LAYOUT		2
+#define SHM_LAYOUT		3
 #define SHM_TOKEN_MAX		2048	/* access token bytes, NUL incl. */
 
 enum proc_role { ROLE_NONE = 0, ROLE_MASTER, ROLE_WORKER, ROLE_REFRESHER,
@@ -205,7 +205,12 @@ struct shm_proc {
 	_Atomic uint64_t sp_bytes_out;
 	_Atomic uint64_t sp_status_4xx;
 	_Atomic uint64_t sp_status_5xx;
-	char		 sp_pad[8];
+	/* the relay (workers) */
+	_Atomic uint64_t sp_upstream_requests;	/* transfers started */
+	_Atomic uint64_t sp_upstream_failures;	/* of which failed */
+	_Atomic int64_t	 sp_streams_active;	/* answers streaming now */
+	_Atomic uint64_t sp_tokens_in;
+	_Atomic uint64_t sp_tokens_out;
 } __attribute__((aligned(64)));
 
 enum acct_state { ACCT_EMPTY = 0, ACCT_ENABLED, ACCT_DISABLED,

@@ -66,6 +66,7 @@ struct relay {
 	int		 rl_refreshed;	/* one refresh per request */
 	int		 rl_exclude;	/* slot that failed, -1 none */
 	int		 rl_started;	/* client response begun */
+	int		 rl_streaming;	/* counted in sp_streams_active */
 	int		 rl_paused;
 	int		 rl_ignore;	/* the stream failed: drop the rest */
 	int		 rl_sync;	/* inside relay_start: the caller drives */
@@ -197,6 +198,8 @@ relay_begin(struct relay *r)
 	if (conn_stream_begin(r->rl_conn, 200, "text/event-stream",
 	    "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n") == -1)
 		return -1;
+	r->rl_streaming = 1;
+	atomic_fetch_add(&shm_proc_self()->sp_streams_active, 1);
 	if (render_start(r) == -1)
 		return -1;
 	relay_push(r);		/* flushed with the first events */
@@ -386,6 +389,7 @@ relay_xfer_start(struct relay *r, const char *token)
 	r->rl_attempt_ms = r->rl_upstream_ms = now_ms();
 	if (curl_multi_add_handle(upstream_multi(), e) != CURLM_OK)
 		goto done;
+	atomic_fetch_add(&shm_proc_self()->sp_upstream_requests, 1);
 	r->rl_phase = RP_XFER;
 	conn_timer(r->rl_conn, CT_SLOW);
 	rv = 0;
@@ -542,6 +546,12 @@ relay_finish(struct relay *r, int transport_ok)
 	ustream_finish(&r->rl_us, transport_ok);
 	stop = r->rl_us.us_stop;
 	relay_usage(r);
+	atomic_fetch_add(&shm_proc_self()->sp_tokens_in,
+	    (uint64_t)r->rl_rd.rd_usage.u_in);
+	atomic_fetch_add(&shm_proc_self()->sp_tokens_out,
+	    (uint64_t)r->rl_rd.rd_usage.u_out);
+	if (stop == QSTOP_ERROR || !transport_ok)
+		atomic_fetch_add(&shm_proc_self()->sp_upstream_failures, 1);
 	status = render_finish(r, stop);
 	if (stop == QSTOP_ERROR || !transport_ok)
 		relay_note_error(r, "upstream stream ended early: %.200s",
@@ -586,6 +596,7 @@ relay_done(void *easy, int result)
 	}
 	if (r->rl_status == 200)	/* 200 with an empty body */
 		r->rl_status = 502;
+	atomic_fetch_add(&shm_proc_self()->sp_upstream_failures, 1);
 	relay_classify(r, &ue);
 	strlcpy_qr(r->rl_error, ue.ue_msg, sizeof(r->rl_error));
 	log_debug("relay: account %lld: upstream %ld: %s",
@@ -846,6 +857,8 @@ relay_log(struct conn *c, struct log_rec *lr)
 void
 relay_free(struct relay *r)
 {
+	if (r->rl_streaming)
+		atomic_fetch_sub(&shm_proc_self()->sp_streams_active, 1);
 	relay_xfer_free(r);
 	relay_release(r, 1, NULL);
 	ustream_free(&r->rl_us);

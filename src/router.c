@@ -94,7 +94,8 @@ route_metrics(struct conn *c)
 	struct shm_proc		*p;
 	struct buf		 b;
 	uint64_t		 req = 0, c4 = 0, c5 = 0, bin = 0, bout = 0;
-	int64_t			 active = 0;
+	uint64_t		 ureq = 0, ufail = 0, tin = 0, tout = 0;
+	int64_t			 active = 0, streams = 0;
 	uint32_t		 i;
 
 	buf_init(&b);
@@ -108,6 +109,11 @@ route_metrics(struct conn *c)
 		bin += atomic_load(&p->sp_bytes_in);
 		bout += atomic_load(&p->sp_bytes_out);
 		active += atomic_load(&p->sp_conns_active);
+		ureq += atomic_load(&p->sp_upstream_requests);
+		ufail += atomic_load(&p->sp_upstream_failures);
+		streams += atomic_load(&p->sp_streams_active);
+		tin += atomic_load(&p->sp_tokens_in);
+		tout += atomic_load(&p->sp_tokens_out);
 	}
 	buf_printf(&b,
 	    "# HELP qrelay_requests_total Requests answered by live workers.\n"
@@ -128,13 +134,27 @@ route_metrics(struct conn *c)
 	    "qrelay_log_records_written_total %llu\n"
 	    "# TYPE qrelay_uptime_seconds gauge\n"
 	    "qrelay_uptime_seconds %lld\n"
+	    "# HELP qrelay_upstream_requests_total Upstream transfers started,"
+	    " retries included.\n"
+	    "# TYPE qrelay_upstream_requests_total counter\n"
+	    "qrelay_upstream_requests_total %llu\n"
+	    "# TYPE qrelay_upstream_failures_total counter\n"
+	    "qrelay_upstream_failures_total %llu\n"
+	    "# TYPE qrelay_streams_active gauge\n"
+	    "qrelay_streams_active %lld\n"
+	    "# TYPE qrelay_tokens_total counter\n"
+	    "qrelay_tokens_total{direction=\"in\"} %llu\n"
+	    "qrelay_tokens_total{direction=\"out\"} %llu\n"
 	    "# TYPE qrelay_process_restarts_total counter\n",
 	    (unsigned long long)req, (unsigned long long)c4,
 	    (unsigned long long)c5, (unsigned long long)bin,
 	    (unsigned long long)bout, (long long)active,
 	    (unsigned long long)atomic_load(&s->shm_hdr->sh_log_dropped),
 	    (unsigned long long)atomic_load(&s->shm_hdr->sh_log_written),
-	    (long long)(now_wall() - s->shm_hdr->sh_started));
+	    (long long)(now_wall() - s->shm_hdr->sh_started),
+	    (unsigned long long)ureq, (unsigned long long)ufail,
+	    (long long)streams, (unsigned long long)tin,
+	    (unsigned long long)tout);
 	for (i = 0; i < s->shm_hdr->sh_max_procs; i++) {
 		p = &s->shm_procs[i];
 		if (atomic_load(&p->sp_pid) == 0 || p->sp_role <= 0 ||

@@ -593,3 +593,41 @@ def test_openai_thinking_as_reasoning_content():
     check("<thinking_mode>adaptive</thinking_mode>" in
           cs["currentMessage"]["userInputMessage"]["content"],
           "thinking asked for upstream")
+
+
+def test_ping_during_a_long_silence():
+    fake, d, key = setup()
+    # 21 s without a byte from the upstream: at least one ping comes
+    fake.script({"events": [{"text": "before "}, {"sleep_ms": 21000},
+                            {"text": "after"}, {"context": 1.0}],
+                 "chunk": 0})
+    r = post(d, key, "/v1/messages", anth_body(stream=True), timeout=40)
+    evs = sse_events(r.body)
+    names = [e[0] for e in evs]
+    check("ping" in names, "a ping in a long silence: %r" % names)
+    i = names.index("ping")
+    check(0 < i < len(names) - 2, "the ping comes mid-stream")
+    eq(evs[i][1], {"type": "ping"}, "ping data")
+    text = "".join(e[1]["delta"]["text"] for e in evs
+                   if e[0] == "content_block_delta")
+    eq(text, "before after", "text around it")
+
+
+def test_metrics_count_the_relay():
+    fake, d, key = setup(accounts=2)
+    fake.script({"status": 500, "body": {"message": "oops"}},
+                {"events": text_events(["counted"])})
+    r = post(d, key, "/v1/messages", anth_body(stream=True))
+    eq(r.status, 200, "status")
+    m = {}
+    for line in d.get("/metrics").body.decode().splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            m[k] = float(v)
+    eq(m.get("qrelay_upstream_requests_total"), 2.0, "two transfers")
+    eq(m.get("qrelay_upstream_failures_total"), 1.0, "one failed")
+    eq(m.get("qrelay_streams_active"), 0.0, "none streaming now")
+    check(m.get('qrelay_tokens_total{direction="out"}', 0) > 0 and
+          m.get('qrelay_tokens_total{direction="in"}', 0) > 0,
+          "tokens counted: %r" % {k: v for k, v in m.items()
+                                  if "tokens" in k})
