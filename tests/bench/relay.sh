@@ -31,7 +31,8 @@
 # Environment: ROUNDS (5), DURATION (5 s per run), WARM (1 s), RATE (1000),
 # CONNS (16, loadgen connections), STREAMS (10000), SLOW_FRAMES (8),
 # SLOW_DELAY_MS (1000), HOLD_TIMEOUT (300 s), CALLGRIND (1), PARTS
-# ("a b c d"), QRELAYD (src/qrelayd), CONVBENCH (src/tests/convbench),
+# ("a b c d"), PIN (split: qrelayd on CPU 0, the rest on CPU 1; one:
+# everything on CPU 0; none), QRELAYD (src/qrelayd), CONVBENCH (src/tests/convbench),
 # TOKBENCH (src/tests/tokbench), KEEP=1 keeps the temp dir.
 set -u
 
@@ -48,10 +49,11 @@ SLOW_DELAY_MS=${SLOW_DELAY_MS:-1000}
 HOLD_TIMEOUT=${HOLD_TIMEOUT:-300}
 CALLGRIND=${CALLGRIND:-1}
 PARTS=${PARTS:-a b c d}
+PIN=${PIN:-split}
 QRELAYD=${QRELAYD:-$top/src/qrelayd}
 CONVBENCH=${CONVBENCH:-$top/src/tests/convbench}
 TOKBENCH=${TOKBENCH:-$top/src/tests/tokbench}
-cmdline="$0${*:+ $*} (ROUNDS=$ROUNDS DURATION=$DURATION WARM=$WARM RATE=$RATE CONNS=$CONNS STREAMS=$STREAMS SLOW_FRAMES=$SLOW_FRAMES SLOW_DELAY_MS=$SLOW_DELAY_MS PARTS=\"$PARTS\")"
+cmdline="$0${*:+ $*} (ROUNDS=$ROUNDS DURATION=$DURATION WARM=$WARM RATE=$RATE CONNS=$CONNS STREAMS=$STREAMS SLOW_FRAMES=$SLOW_FRAMES SLOW_DELAY_MS=$SLOW_DELAY_MS PARTS=\"$PARTS\" PIN=$PIN)"
 PASSWORD=benchpass123
 MARKER=bench-slow-stream
 
@@ -95,12 +97,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ncpu=$(nproc)
-if command -v taskset >/dev/null 2>&1 && [ "$ncpu" -ge 2 ]; then
+if ! command -v taskset >/dev/null 2>&1 || [ "$ncpu" -lt 2 ] || [ "$PIN" = none ]; then
+	srv=""; cli=""
+	pinning="none"
+elif [ "$PIN" = one ]; then
+	srv="taskset -c 0"; cli="taskset -c 0"
+	pinning="everything on CPU 0 (PIN=one: no wake-up crosses CPUs)"
+else
 	srv="taskset -c 0"; cli="taskset -c 1"
 	pinning="qrelayd on CPU 0 (its 2 workers share it); benchq and the load clients on CPU 1 (taskset)"
-else
-	srv=""; cli=""
-	pinning="none (taskset missing or 1 CPU)"
 fi
 
 # Ten thousand streams: a connection from the client and one to benchq
