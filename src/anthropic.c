@@ -117,7 +117,7 @@ ant_system(struct qreq *q, struct json_object *v, const char *path,
 	}
 	return 0;
  nomem:
-	qerr_set(e, 500, "api_error", "out of memory");
+	qerr_nomem(e);
 	return -1;
 }
 
@@ -166,7 +166,7 @@ ant_image(struct qreq *q, struct qmsg *m, struct json_object *blk,
 	qp->qp_image_len = len;
 	return 0;
  nomem:
-	qerr_set(e, 500, "api_error", "out of memory");
+	qerr_nomem(e);
 	return -1;
 }
 
@@ -269,7 +269,7 @@ ant_tool_result(struct qreq *q, struct qmsg *m, struct json_object *blk,
 	rc = 0;
 	goto done;
  nomem:
-	qerr_set(e, 500, "api_error", "out of memory");
+	qerr_nomem(e);
  done:
 	buf_free(&joined);
 	return rc;
@@ -348,7 +348,7 @@ ant_block(struct qreq *q, struct qmsg *m, struct json_object *blk,
 	return qerr_bad(e, "%s.type: content block type '%s' is not "
 	    "supported", path, type);
  nomem:
-	qerr_set(e, 500, "api_error", "out of memory");
+	qerr_nomem(e);
 	return -1;
 }
 
@@ -431,7 +431,7 @@ ant_messages(struct qreq *q, struct json_object *msgs, struct qerr *e)
 	return qerr_bad(e, "messages.%zu: all messages must have non-empty "
 	    "content except for the optional final assistant message", i);
  nomem:
-	qerr_set(e, 500, "api_error", "out of memory");
+	qerr_nomem(e);
 	return -1;
 }
 
@@ -476,7 +476,7 @@ ant_tools(struct qreq *q, struct json_object *tools, struct qerr *e)
 			return qerr_bad(e, "%s.input_schema: Input should be a "
 			    "valid dictionary", p);
 		if ((qt = qreq_add_tool(q)) == NULL) {
-			qerr_set(e, 500, "api_error", "out of memory");
+			qerr_nomem(e);
 			return -1;
 		}
 		qt->qt_name = name;

@@ -36,13 +36,6 @@ struct oa_parse {
 };
 
 static int
-oa_nomem(struct qerr *e)
-{
-	qerr_set(e, 500, "server_error", "out of memory");
-	return -1;
-}
-
-static int
 oa_is(struct json_object *v, enum json_type t)
 {
 	return v != NULL && json_object_is_type(v, t);
@@ -142,7 +135,7 @@ oa_text_content(struct qreq *q, struct json_object *c, const char *path,
 		if ((b.b_len == 0 && buf_append(&b, first, firstlen) == -1) ||
 		    buf_append(&b, "\n", 1) == -1 ||
 		    buf_append(&b, json_object_get_string(t), len) == -1) {
-			oa_nomem(e);
+			qerr_nomem(e);
 			goto done;
 		}
 	}
@@ -151,7 +144,7 @@ oa_text_content(struct qreq *q, struct json_object *c, const char *path,
 		*outlen = firstlen;
 	} else if (nseen > 1) {
 		if ((*out = qreq_strdup(q, b.b_data, b.b_len)) == NULL) {
-			oa_nomem(e);
+			qerr_nomem(e);
 			goto done;
 		}
 		*outlen = b.b_len;
@@ -204,7 +197,7 @@ oa_image(struct qreq *q, struct qmsg *m, struct json_object *part,
 	if (b64 == url + len)
 		return qerr_bad(e, "%s.image_url.url: no image data", path);
 	if ((p = qreq_add_part(q, m, QP_IMAGE)) == NULL)
-		return oa_nomem(e);
+		return qerr_nomem(e);
 	p->qp_image_format = fmt;
 	p->qp_image_b64 = b64;
 	p->qp_image_len = (size_t)(url + len - b64);
@@ -222,14 +215,14 @@ oa_user(struct qreq *q, struct json_object *msg, size_t i, struct qerr *e)
 	size_t			 j, n;
 
 	if ((m = qreq_add_msg(q, QROLE_USER)) == NULL)
-		return oa_nomem(e);
+		return qerr_nomem(e);
 	if ((c = qjson_get(msg, "content")) == NULL)
 		return qerr_bad(e, "messages[%zu].content: required", i);
 	if (oa_is(c, json_type_string)) {
 		if (json_object_get_string_len(c) == 0)
 			return qerr_bad(e, "messages[%zu].content: empty", i);
 		if ((p = qreq_add_part(q, m, QP_TEXT)) == NULL)
-			return oa_nomem(e);
+			return qerr_nomem(e);
 		p->qp_text = json_object_get_string(c);
 		p->qp_text_len = (size_t)json_object_get_string_len(c);
 		return 0;
@@ -256,7 +249,7 @@ oa_user(struct qreq *q, struct json_object *msg, size_t i, struct qerr *e)
 			if (json_object_get_string_len(t) == 0)
 				continue;
 			if ((p = qreq_add_part(q, m, QP_TEXT)) == NULL)
-				return oa_nomem(e);
+				return qerr_nomem(e);
 			p->qp_text = json_object_get_string(t);
 			p->qp_text_len = (size_t)json_object_get_string_len(t);
 		} else if (strcmp(type, "image_url") == 0) {
@@ -300,10 +293,10 @@ oa_tool_args(struct json_object *fn, const char *path,
 		len--;
 	if (len == 0) {		/* a call without arguments */
 		if ((parsed = json_object_new_object()) == NULL)
-			return oa_nomem(e);
+			return qerr_nomem(e);
 	} else {
 		if ((tok = json_tokener_new_ex(QR_JSON_DEPTH)) == NULL)
-			return oa_nomem(e);
+			return qerr_nomem(e);
 		/* len + 1 takes the NUL too, so a bare number ends */
 		parsed = json_tokener_parse_ex(tok, s, (int)len + 1);
 		jerr = json_tokener_get_error(tok);
@@ -324,7 +317,7 @@ oa_tool_args(struct json_object *fn, const char *path,
 	}
 	if (json_object_object_add(fn, "arguments", parsed) == -1) {
 		json_object_put(parsed);
-		return oa_nomem(e);
+		return qerr_nomem(e);
 	}
 	*out = parsed;
 	return 0;
@@ -346,7 +339,7 @@ oa_tool_use(struct qreq *q, struct qmsg *m, const char *id,
 	if (oa_tool_args(fn, path, &input, e) == -1)
 		return -1;
 	if ((p = qreq_add_part(q, m, QP_TOOL_USE)) == NULL)
-		return oa_nomem(e);
+		return qerr_nomem(e);
 	p->qp_tool_id = id;
 	p->qp_tool_name = name;
 	p->qp_tool_input = input;
@@ -365,14 +358,14 @@ oa_assistant(struct qreq *q, struct json_object *msg, size_t i,
 	size_t			 j, n, len;
 
 	if ((m = qreq_add_msg(q, QROLE_ASSISTANT)) == NULL)
-		return oa_nomem(e);
+		return qerr_nomem(e);
 	/* reasoning echoed back by clients that keep it (DeepSeek style) */
 	snprintf(path, sizeof(path), "messages[%zu].", i);
 	if (oa_opt_str(msg, "reasoning_content", path, &s, &len, e) == -1)
 		return -1;
 	if (len > 0) {
 		if ((p = qreq_add_part(q, m, QP_THINKING)) == NULL)
-			return oa_nomem(e);
+			return qerr_nomem(e);
 		p->qp_text = s;
 		p->qp_text_len = len;
 	}
@@ -382,7 +375,7 @@ oa_assistant(struct qreq *q, struct json_object *msg, size_t i,
 		return -1;
 	if (len > 0) {
 		if ((p = qreq_add_part(q, m, QP_TEXT)) == NULL)
-			return oa_nomem(e);
+			return qerr_nomem(e);
 		p->qp_text = s;
 		p->qp_text_len = len;
 	}
@@ -424,7 +417,7 @@ oa_assistant(struct qreq *q, struct json_object *msg, size_t i,
 			return qerr_bad(e, "%s: expected an object", path);
 		snprintf(lid, sizeof(lid), "call_legacy_%u", st->op_nlegacy++);
 		if ((id = qreq_strdup(q, lid, strlen(lid))) == NULL)
-			return oa_nomem(e);
+			return qerr_nomem(e);
 		st->op_legacy_id = id;
 		if (oa_tool_use(q, m, id, fn, path, e) == -1)
 			return -1;
@@ -469,11 +462,11 @@ oa_tool_result(struct qreq *q, struct json_object *msg, size_t i,
 		m = &q->q_msgs[st->op_tool_msg];
 	else {
 		if ((m = qreq_add_msg(q, QROLE_USER)) == NULL)
-			return oa_nomem(e);
+			return qerr_nomem(e);
 		st->op_tool_msg = m - q->q_msgs;
 	}
 	if ((p = qreq_add_part(q, m, QP_TOOL_RESULT)) == NULL)
-		return oa_nomem(e);
+		return qerr_nomem(e);
 	p->qp_tool_id = id;
 	p->qp_text = text ? text : "";
 	p->qp_text_len = len;
@@ -498,7 +491,7 @@ oa_system(struct qreq *q, struct json_object *msg, size_t i, struct qerr *e)
 	if ((q->q_system.b_len > 0 &&
 	    buf_append(&q->q_system, "\n\n", 2) == -1) ||
 	    buf_append(&q->q_system, text, len) == -1)
-		return oa_nomem(e);
+		return qerr_nomem(e);
 	return 0;
 }
 
@@ -569,7 +562,7 @@ oa_function_spec(struct qreq *q, struct json_object *fn, const char *path,
 		return qerr_bad(e, "%s.parameters: expected a JSON Schema object",
 		    path);
 	if ((t = qreq_add_tool(q)) == NULL)
-		return oa_nomem(e);
+		return qerr_nomem(e);
 	t->qt_name = name;
 	t->qt_description = desc;
 	t->qt_schema = params;

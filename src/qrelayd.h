@@ -855,6 +855,7 @@ const char *qreq_strdup(struct qreq *, const char *, size_t);
 void	 qerr_set(struct qerr *, int status, const char *type,
 	    const char *fmt, ...) QR_ATTR_PRINTF(4, 5);
 int	 qerr_bad(struct qerr *, const char *fmt, ...) QR_ATTR_PRINTF(2, 3);
+int	 qerr_nomem(struct qerr *);
 struct json_object *qjson_get(struct json_object *, const char *key);
 int	 qjson_append(struct buf *, struct json_object *);
 const char *qreq_image_format(const char *mime, size_t len);

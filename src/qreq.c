@@ -243,10 +243,12 @@ qreq_image_format(const char *mime, size_t len)
 	return NULL;
 }
 
-static void
+/* 500, out of memory; returns -1. */
+int
 qerr_nomem(struct qerr *e)
 {
 	qerr_set(e, 500, "api_error", "out of memory");
+	return -1;
 }
 
 /*
