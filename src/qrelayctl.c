@@ -277,12 +277,26 @@ ctl_read_line(int fd, char *out, size_t outsz)
 	return 0;
 }
 
+/* Read a secret from the terminal with echo off. The first call saves
+ * the terminal's state, and ^C with echo off must not leave it so. */
 static int
 ctl_prompt(const char *prompt, char *out, size_t outsz)
 {
-	struct termios	 noecho;
-	int		 r;
+	struct termios		 noecho;
+	struct sigaction	 sa;
+	int			 r;
 
+	if (!ctl_tio_saved) {
+		if (tcgetattr(STDIN_FILENO, &ctl_tio) == -1)
+			die("tcgetattr: %s", strerror(errno));
+		ctl_tio_saved = 1;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = ctl_tio_restore;
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+		sigaction(SIGQUIT, &sa, NULL);
+	}
 	fputs(prompt, stderr);
 	fflush(stderr);
 	noecho = ctl_tio;
@@ -301,20 +315,9 @@ ctl_passwd(const char *unused)
 {
 	char			 pw[AUTH_PASSWORD_MAX + 2], again[sizeof(pw)];
 	char			 hash[AUTH_HASH_MAX];
-	struct sigaction	 sa;
 	int			 rv = 1;
 
 	if (isatty(STDIN_FILENO)) {
-		if (tcgetattr(STDIN_FILENO, &ctl_tio) == -1)
-			die("tcgetattr: %s", strerror(errno));
-		/* ^C with echo off must not leave the terminal so */
-		ctl_tio_saved = 1;
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = ctl_tio_restore;
-		sigaction(SIGINT, &sa, NULL);
-		sigaction(SIGTERM, &sa, NULL);
-		sigaction(SIGHUP, &sa, NULL);
-		sigaction(SIGQUIT, &sa, NULL);
 		if (ctl_prompt("New admin password: ", pw, sizeof(pw)) == -1 ||
 		    ctl_prompt("Retype it: ", again, sizeof(again)) == -1) {
 			fprintf(stderr, "qrelayctl: cannot read the password\n");
@@ -507,19 +510,6 @@ ctl_secret_stdin(const char *what)
 	int	 r;
 
 	if (isatty(STDIN_FILENO)) {
-		if (!ctl_tio_saved) {
-			struct sigaction	 sa;
-
-			if (tcgetattr(STDIN_FILENO, &ctl_tio) == -1)
-				die("tcgetattr: %s", strerror(errno));
-			ctl_tio_saved = 1;
-			memset(&sa, 0, sizeof(sa));
-			sa.sa_handler = ctl_tio_restore;
-			sigaction(SIGINT, &sa, NULL);
-			sigaction(SIGTERM, &sa, NULL);
-			sigaction(SIGHUP, &sa, NULL);
-			sigaction(SIGQUIT, &sa, NULL);
-		}
 		snprintf(prompt, sizeof(prompt), "%s: ", what);
 		r = ctl_prompt(prompt, line, sizeof(line));
 	} else
