@@ -175,10 +175,10 @@ obj-fuzz/fuzz_request: tests/fuzz/fuzz_request.c $(FUZZ_REQ_SRCS) src/claude-tok
 	@mkdir -p obj-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_request.c $(FUZZ_REQ_SRCS) $(DEP_LIBS)
 
-bench: all $(O)/tests/convbench $(O)/tests/tokbench
+bench: all $(O)/tests/convbench $(O)/tests/tokbench $(O)/tests/poolbench
 	@build-aux/deps.sh bench
 	tests/bench/run.sh
-	QRELAYD=$(O)/qrelayd CONVBENCH=$(O)/tests/convbench TOKBENCH=$(O)/tests/tokbench tests/bench/relay.sh
+	QRELAYD=$(O)/qrelayd CONVBENCH=$(O)/tests/convbench TOKBENCH=$(O)/tests/tokbench POOLBENCH=$(O)/tests/poolbench tests/bench/relay.sh
 
 install: all
 	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(sysconfdir) $(DESTDIR)$(mandir)/man5 \

@@ -17,10 +17,14 @@
  * the shared table before the password is hashed: the hash costs tens of
  * milliseconds of CPU, so refusing early also protects the workers.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "qrelayd.h"
 
@@ -44,7 +48,8 @@
 #define M(m)			(1u << (m))
 
 enum admin_route { R_LOGIN, R_LOGOUT, R_PASSWORD, R_STATUS, R_KEYS, R_KEY,
-	R_ACCOUNTS, R_ACCOUNT, R_ACCOUNT_REFRESH };
+	R_ACCOUNTS, R_ACCOUNT, R_ACCOUNT_REFRESH, R_FEED, R_IMPORT, R_EXPORT,
+	R_DEVICE_START, R_DEVICE, R_SETTINGS };
 
 struct admin_req {
 	struct conn	*ar_c;
@@ -66,6 +71,13 @@ static void	admin_account_get(struct admin_req *);
 static void	admin_account_patch(struct admin_req *);
 static void	admin_account_delete(struct admin_req *);
 static void	admin_account_refresh(struct admin_req *);
+static void	admin_accounts_feed(struct admin_req *);
+static void	admin_accounts_import(struct admin_req *);
+static void	admin_accounts_export(struct admin_req *);
+static void	admin_device_start(struct admin_req *);
+static void	admin_device_get(struct admin_req *);
+static void	admin_settings_get(struct admin_req *);
+static void	admin_settings_put(struct admin_req *);
 
 static const struct admin_path {
 	const char	*ap_path;	/* ":id" stands for one path segment */
@@ -73,20 +85,32 @@ static const struct admin_path {
 	unsigned	 ap_methods;
 	const char	*ap_allow;
 	int		 ap_session;	/* needs an admin session */
+	int		 ap_text;	/* takes text/plain bodies too */
 } admin_paths[] = {
-	{ "/v2/auth/login", R_LOGIN, M(HTTP_POST), "POST", 0 },
-	{ "/v2/auth/logout", R_LOGOUT, M(HTTP_POST), "POST", 1 },
-	{ "/v2/auth/password", R_PASSWORD, M(HTTP_PUT), "PUT", 1 },
-	{ "/v2/status", R_STATUS, M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD", 1 },
+	{ "/v2/auth/login", R_LOGIN, M(HTTP_POST), "POST", 0, 0 },
+	{ "/v2/auth/logout", R_LOGOUT, M(HTTP_POST), "POST", 1, 0 },
+	{ "/v2/auth/password", R_PASSWORD, M(HTTP_PUT), "PUT", 1, 0 },
+	{ "/v2/status", R_STATUS, M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD", 1, 0 },
 	{ "/v2/keys", R_KEYS, M(HTTP_GET) | M(HTTP_HEAD) | M(HTTP_POST),
-	    "GET, HEAD, POST", 1 },
-	{ "/v2/keys/:id", R_KEY, M(HTTP_DELETE), "DELETE", 1 },
+	    "GET, HEAD, POST", 1, 0 },
+	{ "/v2/keys/:id", R_KEY, M(HTTP_DELETE), "DELETE", 1, 0 },
 	{ "/v2/accounts", R_ACCOUNTS, M(HTTP_GET) | M(HTTP_HEAD) |
-	    M(HTTP_POST), "GET, HEAD, POST", 1 },
+	    M(HTTP_POST), "GET, HEAD, POST", 1, 0 },
+	/* fixed paths first: the table is searched in order, and these
+	 * must not be taken for an account's :id */
+	{ "/v2/accounts/feed", R_FEED, M(HTTP_POST), "POST", 1, 1 },
+	{ "/v2/accounts/import", R_IMPORT, M(HTTP_POST), "POST", 1, 0 },
+	{ "/v2/accounts/export", R_EXPORT, M(HTTP_GET) | M(HTTP_HEAD),
+	    "GET, HEAD", 1, 0 },
 	{ "/v2/accounts/:id", R_ACCOUNT, M(HTTP_GET) | M(HTTP_HEAD) |
-	    M(HTTP_PATCH) | M(HTTP_DELETE), "GET, HEAD, PATCH, DELETE", 1 },
+	    M(HTTP_PATCH) | M(HTTP_DELETE), "GET, HEAD, PATCH, DELETE", 1, 0 },
 	{ "/v2/accounts/:id/refresh", R_ACCOUNT_REFRESH, M(HTTP_POST),
-	    "POST", 1 },
+	    "POST", 1, 0 },
+	{ "/v2/auth/device/start", R_DEVICE_START, M(HTTP_POST), "POST", 1, 0 },
+	{ "/v2/auth/device/:id", R_DEVICE, M(HTTP_GET) | M(HTTP_HEAD),
+	    "GET, HEAD", 1, 0 },
+	{ "/v2/settings", R_SETTINGS, M(HTTP_GET) | M(HTTP_HEAD) | M(HTTP_PUT),
+	    "GET, HEAD, PUT", 1, 0 },
 };
 
 static void
@@ -504,21 +528,20 @@ admin_status_procs(uint64_t sums[3])
 static struct json_object *
 admin_status_accounts(void)
 {
-	static const char *const names[] = {
-		[ACCT_ENABLED] = "enabled", [ACCT_DISABLED] = "disabled",
-		[ACCT_COOLDOWN] = "cooldown", [ACCT_EXHAUSTED] = "exhausted",
-		[ACCT_SUSPENDED] = "suspended",
-		[ACCT_REFRESH_FAILED] = "refreshFailed",
-	};
+	static const int	 shown[] = { ACCT_ENABLED, ACCT_DISABLED,
+		ACCT_COOLDOWN, ACCT_EXHAUSTED, ACCT_SUSPENDED,
+		ACCT_REFRESH_FAILED };
 	struct json_object	*o;
-	int64_t			 count[nitems(names)] = { 0 }, total = 0;
+	int64_t			 count[ACCT_REFRESH_FAILED + 1] = { 0 };
+	int64_t			 total = 0, now = now_wall();
 	uint32_t		 i, high;
-	int32_t			 st;
+	int			 st;
 
+	/* cooling down and exhausted are derived from the slots' times */
 	high = atomic_load(&qr_shm->shm_hdr->sh_accts_high);
 	for (i = 0; i < high && i < qr_shm->shm_hdr->sh_max_accounts; i++) {
-		st = atomic_load(&qr_shm->shm_accts[i].sa_state);
-		if (st <= ACCT_EMPTY || (size_t)st >= nitems(names))
+		st = pool_acct_state(&qr_shm->shm_accts[i], now, NULL);
+		if (st <= ACCT_EMPTY || st > ACCT_REFRESH_FAILED)
 			continue;
 		count[st]++;
 		total++;
@@ -526,8 +549,9 @@ admin_status_accounts(void)
 	if ((o = json_object_new_object()) == NULL)
 		return NULL;
 	admin_add_int(o, "total", total);
-	for (i = 1; i < nitems(names); i++)
-		admin_add_int(o, names[i], count[i]);
+	for (i = 0; i < nitems(shown); i++)
+		admin_add_int(o, shm_acct_state_name(shown[i]),
+		    count[shown[i]]);
 	return o;
 }
 
@@ -752,32 +776,65 @@ admin_str_or_null(const char *s)
 	return *s != '\0' ? json_object_new_string(s) : NULL;
 }
 
+/* Credits (kept x 1000) as a number with 3 decimals. */
+static struct json_object *
+admin_credits(int64_t x1000)
+{
+	char	 s[40];
+
+	snprintf(s, sizeof(s), "%.3f", (double)x1000 / 1000.0);
+	return json_object_new_double_s((double)x1000 / 1000.0, s);
+}
+
 static struct json_object *
 admin_account_json(const struct db_account *a)
 {
-	struct json_object	*o;
+	struct json_object	*o, *u, *cnt;
+	struct shm_acct_meta	 m;
 	struct shm_acct		 live;
 	int64_t			 now = now_wall(), expires = a->a_expires;
-	int			 slot, ready = 0;
-	const char		*state = a->a_state, *err = a->a_last_error;
+	int64_t			 until = 0, used, limit, reset, checked;
+	int64_t			 exhausted = a->a_exhausted_until;
+	int			 slot, ready = 0, st;
+	const char		*err = a->a_last_error;
+	char			 proxy[SHM_PROXY_MAX], cr[40];
 
 	if ((o = json_object_new_object()) == NULL)
 		return NULL;
+	used = a->a_usage_used;
+	limit = a->a_usage_limit;
+	reset = a->a_usage_reset;
+	checked = a->a_usage_checked;
 	/* the shared table is live, the database lags: prefer the former */
 	if ((slot = admin_account_live(a->a_id, &live)) != -1) {
-		state = shm_acct_state_name(live.sa_state);
+		st = pool_acct_state(&live, now, &until);
 		expires = live.sa_expires;
-		ready = live.sa_state == ACCT_ENABLED &&
-		    live.sa_expires > now + 60;
+		ready = st == ACCT_ENABLED && live.sa_expires > now + 60;
 		if (live.sa_last_error[0] != '\0')
 			err = live.sa_last_error;
+		exhausted = atomic_load(&live.sa_exhausted_until);
+		if (atomic_load(&live.sa_usage_checked) > 0) {
+			used = atomic_load(&live.sa_usage_used);
+			limit = atomic_load(&live.sa_usage_limit);
+			reset = atomic_load(&live.sa_usage_reset);
+			checked = atomic_load(&live.sa_usage_checked);
+		}
+	} else {
+		db_account_meta(a, &m);
+		st = m.am_state;
+		if (st == ACCT_ENABLED && a->a_exhausted_until > now) {
+			st = ACCT_EXHAUSTED;
+			until = a->a_exhausted_until;
+		}
 	}
 	admin_add_int(o, "id", a->a_id);
 	json_object_object_add(o, "type", json_object_new_string(a->a_type));
 	json_object_object_add(o, "label", json_object_new_string(a->a_label));
 	json_object_object_add(o, "enabled",
 	    json_object_new_boolean(a->a_enabled));
-	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "state",
+	    json_object_new_string(shm_acct_state_name(st)));
+	json_object_object_add(o, "stateUntil", admin_time(until));
 	json_object_object_add(o, "ready", json_object_new_boolean(ready));
 	json_object_object_add(o, "expiresAt", admin_time(expires));
 	json_object_object_add(o, "lastError", admin_str_or_null(err));
@@ -791,6 +848,12 @@ admin_account_json(const struct db_account *a)
 	    admin_str_or_null(a->a_refresh_hint));
 	json_object_object_add(o, "clientSecret",
 	    admin_str_or_null(a->a_secret_hint));
+	db_proxy_mask(a->a_proxy, proxy, sizeof(proxy));
+	json_object_object_add(o, "proxy", admin_str_or_null(proxy));
+	admin_add_int(o, "maxConcurrency", a->a_max_inflight);
+	admin_add_int(o, "rpm", a->a_rpm);
+	json_object_object_add(o, "exhaustedUntil",
+	    admin_time(exhausted > now ? exhausted : 0));
 	json_object_object_add(o, "lastRefreshAt",
 	    admin_time(a->a_last_refresh));
 	json_object_object_add(o, "createdAt", admin_time(a->a_created));
@@ -801,6 +864,38 @@ admin_account_json(const struct db_account *a)
 	    (int64_t)atomic_load(&live.sa_errors) : 0);
 	admin_add_int(o, "inflight", slot != -1 ?
 	    atomic_load(&live.sa_inflight) : 0);
+	if ((u = json_object_new_object()) != NULL) {
+		json_object_object_add(u, "used", checked > 0 ?
+		    admin_credits(used) : NULL);
+		json_object_object_add(u, "limit", limit > 0 ?
+		    admin_credits(limit) : NULL);
+		json_object_object_add(u, "remaining", limit > 0 ?
+		    admin_credits(used < limit ? limit - used : 0) : NULL);
+		json_object_object_add(u, "resetAt", admin_time(reset));
+		json_object_object_add(u, "checkedAt", admin_time(checked));
+		json_object_object_add(u, "subscription",
+		    admin_str_or_null(a->a_subscription));
+		json_object_object_add(u, "email",
+		    admin_str_or_null(a->a_email));
+		json_object_object_add(o, "usage", u);
+	}
+	if ((cnt = json_object_new_object()) != NULL) {
+		admin_add_int(cnt, "requests", slot != -1 ?
+		    (int64_t)atomic_load(&live.sa_requests) : 0);
+		admin_add_int(cnt, "failures", slot != -1 ?
+		    (int64_t)atomic_load(&live.sa_errors) : 0);
+		admin_add_int(cnt, "tokensIn", slot != -1 ?
+		    (int64_t)atomic_load(&live.sa_tokens_in) : 0);
+		admin_add_int(cnt, "tokensOut", slot != -1 ?
+		    (int64_t)atomic_load(&live.sa_tokens_out) : 0);
+		/* sa_credits is x 1000000 */
+		snprintf(cr, sizeof(cr), "%.3f", slot != -1 ?
+		    (double)atomic_load(&live.sa_credits) / 1e6 : 0.0);
+		json_object_object_add(cnt, "credits", json_object_new_double_s(
+		    slot != -1 ? (double)atomic_load(&live.sa_credits) / 1e6 :
+		    0.0, cr));
+		json_object_object_add(o, "counters", cnt);
+	}
 	return o;
 }
 
@@ -851,19 +946,50 @@ admin_bad(struct conn *c, const char *msg)
 	router_error_hdr(c, 400, "invalid_request", msg, NULL);
 }
 
-/* The slot of a new or changed account, from its database row. */
+/* The slot of a new or changed account, from its database row: caps
+ * and proxy reach every worker at once. */
 static int
 admin_account_to_shm(const struct db_account *a)
 {
 	struct shm_acct_meta	 m;
 
-	memset(&m, 0, sizeof(m));
-	m.am_id = a->a_id;
-	m.am_state = a->a_enabled ? ACCT_ENABLED : ACCT_DISABLED;
-	m.am_label = a->a_label;
-	m.am_region = a->a_region;
-	m.am_profile_arn = a->a_profile_arn;
+	db_account_meta(a, &m);
 	return shm_acct_put(qr_shm, &m, NULL, 0);
+}
+
+/* An optional count member (maxConcurrency, rpm): -1 absent; -2 after
+ * answering 400. */
+static int
+admin_opt_cap(struct conn *c, struct json_object *o, const char *name)
+{
+	struct json_object	*v;
+	char			 msg[96];
+	int64_t			 n;
+
+	if (!json_object_object_get_ex(o, name, &v) ||
+	    json_object_is_type(v, json_type_null))
+		return -1;
+	if (!json_object_is_type(v, json_type_int) ||
+	    (n = json_object_get_int64(v)) < 0 || n > 1000000) {
+		snprintf(msg, sizeof(msg), "\"%s\" must be an integer from 0 "
+		    "to 1000000 (0: no limit)", name);
+		router_error_hdr(c, 400, "invalid_request", msg, NULL);
+		return -2;
+	}
+	return (int)n;
+}
+
+static const char admin_proxy_msg[] = "\"proxy\" must be \"\" or "
+    "http://, https://, socks5:// or socks5h://[user:password@]host[:port]";
+
+static void
+admin_conflict(struct conn *c, int64_t id)
+{
+	char	 msg[96];
+
+	snprintf(msg, sizeof(msg), "an account with this refresh token "
+	    "exists (id %lld)", (long long)id);
+	router_error_hdr(c, 409, "conflict", msg, NULL);
 }
 
 static void
@@ -906,6 +1032,20 @@ admin_accounts_add(struct admin_req *ar)
 	if ((an.an_refresh_token = admin_opt_str(c, body, "refreshToken",
 	    &bad)) == NULL && bad)
 		goto done;
+	if ((an.an_proxy = admin_opt_str(c, body, "proxy", &bad)) == NULL &&
+	    bad)
+		goto done;
+	if (an.an_proxy != NULL && !db_account_proxy_ok(an.an_proxy)) {
+		admin_bad(c, admin_proxy_msg);
+		goto done;
+	}
+	if ((an.an_max_inflight = admin_opt_cap(c, body, "maxConcurrency")) ==
+	    -2 || (an.an_rpm = admin_opt_cap(c, body, "rpm")) == -2)
+		goto done;
+	if (an.an_max_inflight < 0)
+		an.an_max_inflight = 0;
+	if (an.an_rpm < 0)
+		an.an_rpm = 0;
 	if (json_object_object_get_ex(body, "enabled", &v)) {
 		if (!json_object_is_type(v, json_type_boolean)) {
 			admin_bad(c, "\"enabled\" must be true or false");
@@ -961,8 +1101,22 @@ admin_accounts_add(struct admin_req *ar)
 		    NULL);
 		goto done;
 	}
-	if ((id = db_account_add(db, &an)) == -1 ||
-	    db_account_get(db, id, &a) != 1) {
+	if ((id = db_account_find_refresh(db, an.an_refresh_token)) != 0) {
+		if (id > 0)
+			admin_conflict(c, id);
+		else
+			admin_dberr(c);
+		goto done;
+	}
+	if ((id = db_account_add(db, &an)) == -1) {
+		/* another request may have added the same token meanwhile */
+		if ((id = db_account_find_refresh(db, an.an_refresh_token)) > 0)
+			admin_conflict(c, id);
+		else
+			admin_dberr(c);
+		goto done;
+	}
+	if (db_account_get(db, id, &a) != 1) {
 		admin_dberr(c);
 		goto done;
 	}
@@ -1039,52 +1193,89 @@ admin_account_get(struct admin_req *ar)
 static void
 admin_account_patch(struct admin_req *ar)
 {
+	static const char *const keys[] = { "enabled", "label", "proxy",
+		"maxConcurrency", "rpm", "region", "profileArn" };
 	struct conn		*c = ar->ar_c;
 	struct json_object	*body, *v;
 	struct json_object_iterator it, end;
+	struct db_account_patch	 p;
 	struct db_account	 a;
+	struct shm_acct		*sa;
 	struct shm_acct		 live;
-	const char		*label = NULL, *k;
+	const char		*k;
+	char			 msg[160];
 	int64_t			 id;
-	int			 enabled = -1, bad, slot, r;
+	int			 bad, slot, r, changed = 0;
+	size_t			 i;
 
 	if ((id = admin_account_load(ar, &a)) == -1)
 		return;
 	if ((body = admin_body(c)) == NULL)
 		return;
+	db_account_patch_init(&p);
 	it = json_object_iter_begin(body);
 	end = json_object_iter_end(body);
 	for (; !json_object_iter_equal(&it, &end);
 	    json_object_iter_next(&it)) {
 		k = json_object_iter_peek_name(&it);
-		if (strcmp(k, "enabled") != 0 && strcmp(k, "label") != 0) {
-			char	 msg[96];
-
+		for (i = 0; i < nitems(keys); i++)
+			if (strcmp(k, keys[i]) == 0)
+				break;
+		if (i == nitems(keys)) {
 			snprintf(msg, sizeof(msg), "\"%.40s\" cannot be "
-			    "changed; PATCH takes \"enabled\" and \"label\"", k);
+			    "changed; PATCH takes \"enabled\", \"label\", "
+			    "\"proxy\", \"maxConcurrency\", \"rpm\", \"region\" "
+			    "and \"profileArn\"", k);
 			admin_bad(c, msg);
 			goto done;
 		}
+		changed = 1;
+	}
+	if (!changed) {
+		admin_bad(c, "nothing to change: give \"enabled\", \"label\", "
+		    "\"proxy\", \"maxConcurrency\", \"rpm\", \"region\" or "
+		    "\"profileArn\"");
+		goto done;
 	}
 	if (json_object_object_get_ex(body, "enabled", &v)) {
 		if (!json_object_is_type(v, json_type_boolean)) {
 			admin_bad(c, "\"enabled\" must be true or false");
 			goto done;
 		}
-		enabled = json_object_get_boolean(v);
+		p.ap_enabled = json_object_get_boolean(v);
 	}
-	if ((label = admin_opt_str(c, body, "label", &bad)) == NULL && bad)
+	if (((p.ap_label = admin_opt_str(c, body, "label", &bad)) == NULL &&
+	    bad) ||
+	    ((p.ap_proxy = admin_opt_str(c, body, "proxy", &bad)) == NULL &&
+	    bad) ||
+	    ((p.ap_region = admin_opt_str(c, body, "region", &bad)) == NULL &&
+	    bad) ||
+	    ((p.ap_profile_arn = admin_opt_str(c, body, "profileArn",
+	    &bad)) == NULL && bad))
 		goto done;
-	if (label != NULL && !db_account_label_ok(label)) {
+	if ((p.ap_max_inflight = admin_opt_cap(c, body, "maxConcurrency")) ==
+	    -2 || (p.ap_rpm = admin_opt_cap(c, body, "rpm")) == -2)
+		goto done;
+	if (p.ap_label != NULL && !db_account_label_ok(p.ap_label)) {
 		admin_bad(c, "\"label\" must be at most 127 bytes without "
 		    "control characters");
 		goto done;
 	}
-	if (enabled == -1 && label == NULL) {
-		admin_bad(c, "nothing to change: give \"enabled\" or \"label\"");
+	if (p.ap_proxy != NULL && !db_account_proxy_ok(p.ap_proxy)) {
+		admin_bad(c, admin_proxy_msg);
 		goto done;
 	}
-	if ((r = db_account_update(qr_wctx->wc_db, id, enabled, label)) == -1 ||
+	if (p.ap_region != NULL && !db_account_region_ok(p.ap_region)) {
+		admin_bad(c, "\"region\" must be a region name such as "
+		    "us-east-1");
+		goto done;
+	}
+	if (p.ap_profile_arn != NULL &&
+	    strlen(p.ap_profile_arn) >= sizeof(a.a_profile_arn)) {
+		admin_bad(c, "\"profileArn\" is too long");
+		goto done;
+	}
+	if ((r = db_account_update(qr_wctx->wc_db, id, &p)) == -1 ||
 	    (r == 1 && (r = db_account_get(qr_wctx->wc_db, id, &a)) == -1)) {
 		admin_dberr(c);
 		goto done;
@@ -1098,11 +1289,21 @@ admin_account_patch(struct admin_req *ar)
 		    "full (max_accounts)", NULL);
 		goto done;
 	}
-	/* enabled again: renew now if its token will not do */
-	if (enabled == 1 && (shm_acct_read(qr_shm, (uint32_t)slot, &live) ==
-	    -1 || !pool_acct_ready(&live, now_wall())))
-		pool_want_refresh(qr_shm, slot);
-	explicit_bzero(live.sa_token, sizeof(live.sa_token));
+	if (p.ap_enabled == 1) {
+		/* a person's enable clears what the daemon had learnt */
+		sa = &qr_shm->shm_accts[slot];
+		(void)shm_acct_set_state(qr_shm, (uint32_t)slot, id, -1,
+		    ACCT_ENABLED);
+		atomic_store(&sa->sa_exhausted_until, 0);
+		atomic_store(&sa->sa_cooldown_until, 0);
+		atomic_store(&sa->sa_cooldown_streak, 0);
+		(void)shm_acct_set_error(qr_shm, (uint32_t)slot, id, "");
+		/* renew now if its token will not do */
+		if (shm_acct_read(qr_shm, (uint32_t)slot, &live) == -1 ||
+		    !pool_acct_ready(&live, now_wall()))
+			pool_want_refresh(qr_shm, slot);
+		explicit_bzero(live.sa_token, sizeof(live.sa_token));
+	}
 	log_info("account %lld changed from %s", (long long)id,
 	    c->co_peer_text);
 	admin_account_reply(c, 200, &a);
@@ -1166,6 +1367,762 @@ admin_account_refresh(struct admin_req *ar)
 	json_object_object_add(o, "refreshRequested",
 	    json_object_new_boolean(1));
 	conn_respond_json(ar->ar_c, 202, o, "Cache-Control: no-store\r\n");
+}
+
+/* ---- pool onboarding: feed, import, export, device flow ---- */
+
+/*
+ * What needs the secrets runs in the refresher (workers can seal but
+ * never open): the handler claims a job in the shared table, hands it
+ * over and the connection waits, CS_HANDLING with no relay, while
+ * worker.c calls admin_job_tick every 100 ms (CT_FAST). The job
+ * outlives a client that gives up; its id is in every answer.
+ */
+#define ADMIN_JOB_WAIT		60	/* s: device start, export */
+#define ADMIN_FEED_WAIT		600	/* s: a feed checks every token */
+#define ADMIN_REPORT_MAX	(64 * 1024 * 1024)	/* feed report bytes */
+
+static const char *
+admin_db_path(void)
+{
+	return qr_wctx->wc_cf->cf_db_path;
+}
+
+/* A job entry for kind, in SJ_CLAIMED, or -1 after answering 503. */
+static int
+admin_job_claim(struct conn *c, int kind)
+{
+	int	 idx;
+
+	if ((idx = shm_job_claim(qr_shm, kind)) == -1) {
+		router_error_hdr(c, 503, "overloaded", "too many jobs at once; "
+		    "try again shortly", "Retry-After: 5\r\n");
+		return -1;
+	}
+	return idx;
+}
+
+static void
+admin_job_release(int idx)
+{
+	atomic_store(&qr_shm->shm_jobs[idx].sj_state, SJ_FREE);
+}
+
+/* Hand the job to the refresher and let the connection wait. */
+static void
+admin_job_start(struct conn *c, int idx)
+{
+	atomic_store_explicit(&qr_shm->shm_jobs[idx].sj_state, SJ_REQUESTED,
+	    memory_order_release);
+	pool_wake_refresher(qr_shm);
+	c->co_job = idx;
+	conn_timer(c, CT_FAST);
+}
+
+/* The job's id in an error body, so the client can look again. */
+static void
+admin_job_error(struct conn *c, int status, const char *type,
+    const struct shm_job *j, const char *msg)
+{
+	struct json_object	*o, *e;
+
+	if ((o = json_object_new_object()) == NULL ||
+	    (e = json_object_new_object()) == NULL) {
+		json_object_put(o);
+		admin_oom(c);
+		return;
+	}
+	json_object_object_add(e, "type", json_object_new_string(type));
+	json_object_object_add(e, "message", json_object_new_string(msg));
+	json_object_object_add(o, "error", e);
+	json_object_object_add(o, "id", json_object_new_string(j->sj_id));
+	conn_respond_json(c, status, o, "Cache-Control: no-store\r\n");
+}
+
+static const char *
+admin_device_status(int32_t st)
+{
+	switch (st) {
+	case SJ_DONE:
+		return "done";
+	case SJ_EXPIRED:
+		return "expired";
+	case SJ_DENIED:
+		return "denied";
+	case SJ_FAILED:
+		return "failed";
+	default:
+		return "pending";
+	}
+}
+
+/* A device job as the API shows it; st was read with acquire. */
+static struct json_object *
+admin_device_json(const struct shm_job *j, int32_t st)
+{
+	struct json_object	*o;
+
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	json_object_object_add(o, "id", json_object_new_string(j->sj_id));
+	json_object_object_add(o, "status",
+	    json_object_new_string(admin_device_status(st)));
+	if (st == SJ_PENDING) {
+		json_object_object_add(o, "userCode",
+		    json_object_new_string(j->sj_user_code));
+		json_object_object_add(o, "verificationUri",
+		    json_object_new_string(j->sj_verification_uri));
+		json_object_object_add(o, "verificationUriComplete",
+		    admin_str_or_null(j->sj_verification_uri_complete));
+		json_object_object_add(o, "expiresAt",
+		    admin_time(j->sj_expires));
+		admin_add_int(o, "interval", j->sj_interval);
+	}
+	if (st == SJ_DONE && j->sj_account_id > 0)
+		admin_add_int(o, "accountId", j->sj_account_id);
+	if (st >= SJ_EXPIRED && j->sj_error[0] != '\0')
+		json_object_object_add(o, "error",
+		    json_object_new_string(j->sj_error));
+	return o;
+}
+
+/* The feed report file as a JSON array (an empty one if unreadable). */
+static struct json_object *
+admin_feed_report(const struct shm_job *j)
+{
+	struct json_object	*a = NULL;
+	struct buf		 b;
+	char			 path[PATH_MAX], tmp[8192];
+	ssize_t			 n;
+	int			 fd;
+
+	buf_init(&b);
+	if (shm_job_path(admin_db_path(), j->sj_id, "out", path,
+	    sizeof(path)) == 0 &&
+	    (fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) != -1) {
+		while ((n = read(fd, tmp, sizeof(tmp))) > 0 &&
+		    b.b_len + (size_t)n <= ADMIN_REPORT_MAX)
+			if (buf_append(&b, tmp, (size_t)n) == -1)
+				break;
+		close(fd);
+		if (b.b_len > 0)
+			a = jsonr_parse(b.b_data, b.b_len, 8, NULL);
+	}
+	buf_free(&b);
+	if (a != NULL && !json_object_is_type(a, json_type_array)) {
+		json_object_put(a);
+		a = NULL;
+	}
+	return a != NULL ? a : json_object_new_array();
+}
+
+static void
+admin_feed_answer(struct conn *c, const struct shm_job *j)
+{
+	struct json_object	*o;
+
+	if ((o = json_object_new_object()) == NULL) {
+		admin_oom(c);
+		return;
+	}
+	json_object_object_add(o, "id", json_object_new_string(j->sj_id));
+	admin_add_int(o, "total", j->sj_total);
+	admin_add_int(o, "added", j->sj_added);
+	admin_add_int(o, "failed", j->sj_failed);
+	json_object_object_add(o, "results", admin_feed_report(j));
+	conn_respond_json(c, 200, o, "Cache-Control: no-store\r\n");
+}
+
+static void
+admin_export_answer(struct conn *c, const struct shm_job *j)
+{
+	struct stat	 sb;
+	char		 path[PATH_MAX];
+	int		 fd = -1;
+
+	if (shm_job_path(admin_db_path(), j->sj_id, "out", path,
+	    sizeof(path)) == -1 ||
+	    (fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
+		if (fd != -1)
+			close(fd);
+		admin_job_error(c, 500, "internal_error", j,
+		    "the export file is missing");
+		return;
+	}
+	/* the one copy of the secrets on disk goes now; the open file
+	 * is sent from the descriptor */
+	(void)unlink(path);
+	conn_respond_file(c, "application/json", fd, sb.st_size,
+	    "Content-Disposition: attachment; "
+	    "filename=\"qrelay-accounts.json\"\r\n"
+	    "Cache-Control: no-store\r\n");
+}
+
+/* 1 when it answered. */
+static int
+admin_job_check(struct conn *c, const struct shm_job *j, int32_t st)
+{
+	struct json_object	*o;
+	char			 msg[256];
+	int64_t			 waited = now_wall() - j->sj_created;
+
+	switch (j->sj_kind) {
+	case SJK_DEVICE:
+		if (st == SJ_FAILED) {
+			snprintf(msg, sizeof(msg), "device authorization "
+			    "failed: %s", j->sj_error[0] ? j->sj_error :
+			    "unknown error");
+			admin_job_error(c, 502, "upstream_error", j, msg);
+			return 1;
+		}
+		if (st >= SJ_PENDING) {
+			if ((o = admin_device_json(j, st)) == NULL)
+				admin_oom(c);
+			else
+				conn_respond_json(c, 200, o,
+				    "Cache-Control: no-store\r\n");
+			return 1;
+		}
+		break;
+	case SJK_FEED:
+	case SJK_EXPORT:
+		if (st == SJ_DONE) {
+			if (j->sj_kind == SJK_FEED)
+				admin_feed_answer(c, j);
+			else
+				admin_export_answer(c, j);
+			return 1;
+		}
+		if (st >= SJ_EXPIRED) {
+			snprintf(msg, sizeof(msg), "the %s failed: %s",
+			    j->sj_kind == SJK_FEED ? "feed" : "export",
+			    j->sj_error[0] ? j->sj_error : "unknown error");
+			admin_job_error(c, 500, "internal_error", j, msg);
+			return 1;
+		}
+		break;
+	}
+	if (waited >= (j->sj_kind == SJK_FEED ? ADMIN_FEED_WAIT :
+	    ADMIN_JOB_WAIT)) {
+		admin_job_error(c, 504, "timeout", j, "the job is still "
+		    "running; look again later with its id");
+		return 1;
+	}
+	return 0;
+}
+
+void
+admin_job_tick(struct conn *c)
+{
+	const struct shm_job	*j;
+	int32_t			 st;
+
+	if (c->co_job < 0 || c->co_job >= SHM_JOBS) {
+		c->co_job = -1;
+		return;
+	}
+	j = &qr_shm->shm_jobs[c->co_job];
+	/* the refresher writes the fields, then the state (release) */
+	st = atomic_load_explicit(&((struct shm_job *)j)->sj_state,
+	    memory_order_acquire);
+	if (st == SJ_FREE) {
+		c->co_job = -1;
+		router_error_hdr(c, 500, "internal_error", "the job was lost",
+		    NULL);
+		conn_kick(c);
+		return;
+	}
+	if (!admin_job_check(c, j, st)) {
+		conn_timer(c, CT_FAST);
+		return;
+	}
+	c->co_job = -1;
+	conn_kick(c);
+}
+
+/* Write the feed's lines to the job's input file (0600). */
+static int
+admin_feed_write(const struct shm_job *j, const struct buf *b)
+{
+	char	 path[PATH_MAX];
+	size_t	 off = 0;
+	ssize_t	 n;
+	int	 fd;
+
+	if (shm_job_path(admin_db_path(), j->sj_id, "in", path,
+	    sizeof(path)) == -1)
+		return -1;
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) == -1) {
+		log_warn("%s: %s", __func__, path);
+		return -1;
+	}
+	while (off < b->b_len) {
+		if ((n = write(fd, b->b_data + off, b->b_len - off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			log_warn("%s: %s", __func__, path);
+			close(fd);
+			(void)unlink(path);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (close(fd) == -1) {
+		(void)unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The lines of a JSON feed body: {"lines":[string|object...]} or
+ * {"text":"..."}. 0, or -1 after answering 400. */
+static int
+admin_feed_json(struct conn *c, struct json_object *body, struct buf *out)
+{
+	struct json_object	*v, *e;
+	const char		*s;
+	char			 msg[96];
+	size_t			 i, n;
+
+	if (json_object_object_get_ex(body, "text", &v)) {
+		if ((s = admin_str(c, body, "text")) == NULL)
+			return -1;
+		return buf_puts(out, s) == -1 ? (admin_oom(c), -1) : 0;
+	}
+	if (!json_object_object_get_ex(body, "lines", &v) ||
+	    !json_object_is_type(v, json_type_array)) {
+		admin_bad(c, "the body must be text/plain lines, "
+		    "{\"lines\":[...]} or {\"text\":\"...\"}");
+		return -1;
+	}
+	n = json_object_array_length(v);
+	for (i = 0; i < n; i++) {
+		e = json_object_array_get_idx(v, i);
+		if (json_object_is_type(e, json_type_string)) {
+			s = json_object_get_string(e);
+			if (strlen(s) != (size_t)json_object_get_string_len(e) ||
+			    strpbrk(s, "\r\n") != NULL) {
+				snprintf(msg, sizeof(msg), "\"lines\"[%zu] must "
+				    "be one line", i);
+				admin_bad(c, msg);
+				return -1;
+			}
+		} else if (json_object_is_type(e, json_type_object))
+			s = json_object_to_json_string_ext(e,
+			    JSON_C_TO_STRING_PLAIN |
+			    JSON_C_TO_STRING_NOSLASHESCAPE);
+		else {
+			snprintf(msg, sizeof(msg), "\"lines\"[%zu] must be a "
+			    "string or an object", i);
+			admin_bad(c, msg);
+			return -1;
+		}
+		if (s == NULL || buf_puts(out, s) == -1 ||
+		    buf_puts(out, "\n") == -1) {
+			admin_oom(c);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* json-c's copies of what a feed or import body held. */
+static void
+admin_scrub_tree(struct json_object *o)
+{
+	struct json_object_iterator it, end;
+	size_t			 i, n;
+
+	if (o == NULL)
+		return;
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		explicit_bzero((char *)json_object_get_string(o),
+		    (size_t)json_object_get_string_len(o));
+		break;
+	case json_type_array:
+		n = json_object_array_length(o);
+		for (i = 0; i < n; i++)
+			admin_scrub_tree(json_object_array_get_idx(o, i));
+		break;
+	case json_type_object:
+		it = json_object_iter_begin(o);
+		end = json_object_iter_end(o);
+		for (; !json_object_iter_equal(&it, &end);
+		    json_object_iter_next(&it))
+			admin_scrub_tree(json_object_iter_peek_value(&it));
+		break;
+	default:
+		break;
+	}
+}
+
+static int
+admin_is_text(struct conn *c)
+{
+	const struct http_hdr	*h;
+	size_t			 n;
+
+	if ((h = http_header(c->co_req, "content-type")) == NULL)
+		return 0;
+	for (n = 0; n < h->h_value_len && h->h_value[n] != ';' &&
+	    h->h_value[n] != ' ' && h->h_value[n] != '\t'; n++)
+		;
+	return strcaseeq_n(h->h_value, n, "text/plain");
+}
+
+static void
+admin_accounts_feed(struct admin_req *ar)
+{
+	struct conn		*c = ar->ar_c;
+	struct json_object	*body = NULL;
+	struct buf		 lines;
+	const char		*p;
+	size_t			 i;
+	int			 idx, any = 0;
+
+	buf_init(&lines);
+	if (admin_is_text(c)) {
+		if (buf_append(&lines, buf_unread(&c->co_body),
+		    buf_unread_len(&c->co_body)) == -1) {
+			admin_oom(c);
+			goto done;
+		}
+	} else {
+		if ((body = admin_body(c)) == NULL)
+			goto done;
+		if (admin_feed_json(c, body, &lines) == -1)
+			goto done;
+	}
+	for (i = 0, p = lines.b_data; i < lines.b_len && !any; i++)
+		any = (unsigned char)p[i] > 0x20;
+	if (!any) {
+		admin_bad(c, "the feed has no lines");
+		goto done;
+	}
+	if (memchr(lines.b_data, '\0', lines.b_len) != NULL) {
+		admin_bad(c, "the feed must not contain NUL bytes");
+		goto done;
+	}
+	if ((idx = admin_job_claim(c, SJK_FEED)) == -1)
+		goto done;
+	if (admin_feed_write(&qr_shm->shm_jobs[idx], &lines) == -1) {
+		admin_job_release(idx);
+		router_error_hdr(c, 500, "internal_error", "cannot store the "
+		    "feed for the refresher", NULL);
+		goto done;
+	}
+	log_info("account feed of %zu bytes from %s: job %s", lines.b_len,
+	    c->co_peer_text, qr_shm->shm_jobs[idx].sj_id);
+	admin_job_start(c, idx);
+ done:
+	/* the body and the copy hold refresh tokens */
+	if (lines.b_data != NULL)
+		explicit_bzero(lines.b_data, lines.b_cap);
+	buf_free(&lines);
+	admin_scrub_tree(body);
+	json_object_put(body);
+	if (c->co_body.b_data != NULL)
+		explicit_bzero(c->co_body.b_data, c->co_body.b_cap);
+}
+
+static void
+admin_accounts_import(struct admin_req *ar)
+{
+	struct conn		*c = ar->ar_c;
+	struct json_object	*report = NULL, *o, *e, *v;
+	sqlite3			*db = qr_wctx->wc_db;
+	char			 err[200];
+	size_t			 i, n;
+	int64_t			 added = 0, id;
+	int			 r, slot;
+
+	if (buf_unread_len(&c->co_body) == 0) {
+		admin_bad(c, "a JSON body is required");
+		goto done;
+	}
+	if (!secret_ready()) {
+		router_error_hdr(c, 500, "internal_error", "no secrets key",
+		    NULL);
+		goto done;
+	}
+	r = db_accounts_import(db, buf_unread(&c->co_body),
+	    buf_unread_len(&c->co_body), &report, err, sizeof(err));
+	if (r == -1) {
+		admin_bad(c, err);
+		goto done;
+	}
+	if (r != 0) {
+		admin_dberr(c);
+		goto done;
+	}
+	/* the new slots at once, as a reload would make them */
+	(void)db_accounts_load_shm(db, qr_shm);
+	n = json_object_array_length(report);
+	for (i = 0; i < n; i++) {
+		e = json_object_array_get_idx(report, i);
+		if (!json_object_object_get_ex(e, "status", &v) ||
+		    strcmp(json_object_get_string(v), "added") != 0)
+			continue;
+		added++;
+		if (json_object_object_get_ex(e, "id", &v) &&
+		    (id = json_object_get_int64(v)) > 0 &&
+		    (slot = shm_acct_find(qr_shm, id)) != -1 &&
+		    atomic_load(&qr_shm->shm_accts[slot].sa_state) ==
+		    ACCT_ENABLED)
+			atomic_store(&qr_shm->shm_accts[slot].sa_refresh_wanted,
+			    SHM_REFRESH_WANTED);
+	}
+	if (added > 0)
+		pool_wake_refresher(qr_shm);
+	log_info("account import from %s: %lld of %zu added",
+	    c->co_peer_text, (long long)added, n);
+	if ((o = json_object_new_object()) == NULL) {
+		admin_oom(c);
+		goto done;
+	}
+	admin_add_int(o, "added", added);
+	admin_add_int(o, "failed", (int64_t)n - added);
+	json_object_object_add(o, "results", report);
+	report = NULL;
+	conn_respond_json(c, 200, o, "Cache-Control: no-store\r\n");
+ done:
+	json_object_put(report);
+	if (c->co_body.b_data != NULL)
+		explicit_bzero(c->co_body.b_data, c->co_body.b_cap);
+}
+
+/* 1 when the query string holds name=1 (or true/yes). */
+static int
+admin_query_flag(struct conn *c, const char *name)
+{
+	const struct http_req	*rq = c->co_req;
+	const char		*p = rq->rq_query, *e, *end, *eq;
+	size_t			 nl = strlen(name);
+
+	if (p == NULL)
+		return 0;
+	for (end = p + rq->rq_query_len; p < end; p = e + 1) {
+		if ((e = memchr(p, '&', (size_t)(end - p))) == NULL)
+			e = end;
+		eq = memchr(p, '=', (size_t)(e - p));
+		if ((size_t)((eq ? eq : e) - p) != nl ||
+		    strncmp(p, name, nl) != 0)
+			continue;
+		if (eq == NULL)
+			return 0;
+		eq++;
+		return strcaseeq_n(eq, (size_t)(e - eq), "1") ||
+		    strcaseeq_n(eq, (size_t)(e - eq), "true") ||
+		    strcaseeq_n(eq, (size_t)(e - eq), "yes");
+	}
+	return 0;
+}
+
+static void
+admin_accounts_export(struct admin_req *ar)
+{
+	struct conn	*c = ar->ar_c;
+	struct buf	 b;
+	int		 idx;
+
+	if (admin_query_flag(c, "secrets")) {
+		/* the full export: the refresher opens the secrets */
+		if ((idx = admin_job_claim(c, SJK_EXPORT)) == -1)
+			return;
+		log_info("full account export (with secrets) requested from "
+		    "%s", c->co_peer_text);
+		admin_job_start(c, idx);
+		return;
+	}
+	buf_init(&b);
+	if (db_accounts_export(qr_wctx->wc_db, 0, &b) == -1) {
+		buf_free(&b);
+		admin_dberr(c);
+		return;
+	}
+	conn_respond(c, 200, "application/json", b.b_data, b.b_len,
+	    "Cache-Control: no-store\r\n");
+	buf_free(&b);
+}
+
+static int
+admin_url_ok(const char *s)
+{
+	size_t	 i;
+
+	if (strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0)
+		return 0;
+	for (i = 0; s[i] != '\0'; i++)
+		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+static void
+admin_device_start(struct admin_req *ar)
+{
+	struct conn		*c = ar->ar_c;
+	struct json_object	*body = NULL;
+	struct shm_job		*j;
+	const char		*label = NULL, *region = NULL, *url = NULL;
+	const char		*proxy = NULL;
+	int			 bad, idx;
+
+	if (buf_unread_len(&c->co_body) > 0) {
+		if ((body = admin_body(c)) == NULL)
+			return;
+		if (((label = admin_opt_str(c, body, "label", &bad)) == NULL &&
+		    bad) ||
+		    ((region = admin_opt_str(c, body, "region", &bad)) ==
+		    NULL && bad) ||
+		    ((url = admin_opt_str(c, body, "startUrl", &bad)) ==
+		    NULL && bad) ||
+		    ((proxy = admin_opt_str(c, body, "proxy", &bad)) == NULL &&
+		    bad))
+			goto done;
+	}
+	if (label != NULL && !db_account_label_ok(label)) {
+		admin_bad(c, "\"label\" must be at most 127 bytes without "
+		    "control characters");
+		goto done;
+	}
+	if (region == NULL || *region == '\0')
+		region = qr_wctx->wc_cf->cf_region;
+	if (!db_account_region_ok(region)) {
+		admin_bad(c, "\"region\" must be a region name such as "
+		    "us-east-1");
+		goto done;
+	}
+	if (url == NULL || *url == '\0')
+		url = qr_wctx->wc_cf->cf_start_url;
+	if (!admin_url_ok(url) || strlen(url) >= sizeof(j->sj_start_url)) {
+		admin_bad(c, "\"startUrl\" must be an http(s) URL of at most "
+		    "255 bytes");
+		goto done;
+	}
+	if (proxy != NULL && !db_account_proxy_ok(proxy)) {
+		admin_bad(c, admin_proxy_msg);
+		goto done;
+	}
+	if ((idx = admin_job_claim(c, SJK_DEVICE)) == -1)
+		goto done;
+	j = &qr_shm->shm_jobs[idx];
+	strlcpy_qr(j->sj_label, label ? label : "", sizeof(j->sj_label));
+	strlcpy_qr(j->sj_region, region, sizeof(j->sj_region));
+	strlcpy_qr(j->sj_start_url, url, sizeof(j->sj_start_url));
+	strlcpy_qr(j->sj_proxy, proxy ? proxy : "", sizeof(j->sj_proxy));
+	log_info("device authorization requested from %s: job %s",
+	    c->co_peer_text, j->sj_id);
+	admin_job_start(c, idx);
+ done:
+	json_object_put(body);
+}
+
+static void
+admin_device_get(struct admin_req *ar)
+{
+	struct json_object	*o;
+	const struct shm_job	*j;
+	int32_t			 st;
+	int			 idx;
+
+	if ((idx = shm_job_find(qr_shm, ar->ar_arg)) == -1 ||
+	    qr_shm->shm_jobs[idx].sj_kind != SJK_DEVICE) {
+		router_error_hdr(ar->ar_c, 404, "not_found",
+		    "no such device authorization", NULL);
+		return;
+	}
+	j = &qr_shm->shm_jobs[idx];
+	st = atomic_load_explicit(&qr_shm->shm_jobs[idx].sj_state,
+	    memory_order_acquire);
+	if ((o = admin_device_json(j, st)) == NULL) {
+		admin_oom(ar->ar_c);
+		return;
+	}
+	conn_respond_json(ar->ar_c, 200, o, "Cache-Control: no-store\r\n");
+}
+
+/* ---- settings ---- */
+
+static void
+admin_settings_get(struct admin_req *ar)
+{
+	struct json_object	*o;
+
+	if ((o = db_settings_json(qr_wctx->wc_db)) == NULL) {
+		admin_dberr(ar->ar_c);
+		return;
+	}
+	conn_respond_json(ar->ar_c, 200, o, "Cache-Control: no-store\r\n");
+}
+
+#define ADMIN_SETTINGS_MAX	32
+
+static void
+admin_settings_put(struct admin_req *ar)
+{
+	struct conn		*c = ar->ar_c;
+	struct json_object	*body;
+	struct json_object_iterator it, end;
+	sqlite3			*db = qr_wctx->wc_db;
+	const char		*names[ADMIN_SETTINGS_MAX];
+	char			 vals[ADMIN_SETTINGS_MAX][64], msg[160];
+	size_t			 n = 0, i;
+	int			 r;
+
+	if ((body = admin_body(c)) == NULL)
+		return;
+	it = json_object_iter_begin(body);
+	end = json_object_iter_end(body);
+	for (; !json_object_iter_equal(&it, &end);
+	    json_object_iter_next(&it)) {
+		names[n] = json_object_iter_peek_name(&it);
+		r = db_setting_check(names[n], json_object_iter_peek_value(&it),
+		    vals[n], sizeof(vals[n]));
+		if (r == 0) {
+			snprintf(msg, sizeof(msg), "unknown setting \"%.40s\"",
+			    names[n]);
+			admin_bad(c, msg);
+			goto done;
+		}
+		if (r == -1) {
+			admin_bad(c, vals[n]);
+			goto done;
+		}
+		if (++n == ADMIN_SETTINGS_MAX) {
+			admin_bad(c, "too many settings at once");
+			goto done;
+		}
+	}
+	if (n == 0) {
+		admin_bad(c, "no settings given");
+		goto done;
+	}
+	/* the database first, all or nothing; then the live copy */
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		goto dberr;
+	for (i = 0; i < n; i++)
+		if (db_setting_set(db, names[i], vals[i]) == -1) {
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			goto dberr;
+		}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		goto dberr;
+	}
+	(void)db_settings_load_shm(db, qr_shm);
+	for (i = 0; i < n; i++)
+		log_info("setting %s = %s from %s", names[i], vals[i],
+		    c->co_peer_text);
+	admin_settings_get(ar);
+	goto done;
+ dberr:
+	admin_dberr(c);
+ done:
+	json_object_put(body);
 }
 
 /* ---- dispatch ---- */
@@ -1266,9 +2223,11 @@ admin_gate(struct conn *c)
 		/* the one body taken without a session stays small */
 		c->co_body_max = ADMIN_LOGIN_BODY_MAX;
 	}
-	if ((rq->rq_content_length > 0 || rq->rq_chunked) && !admin_is_json(c)) {
+	if ((rq->rq_content_length > 0 || rq->rq_chunked) &&
+	    !admin_is_json(c) && !(ap->ap_text && admin_is_text(c))) {
 		router_error_hdr(c, 415, "unsupported_media_type",
-		    "the body must be application/json", NULL);
+		    ap->ap_text ? "the body must be application/json or "
+		    "text/plain" : "the body must be application/json", NULL);
 		return -1;
 	}
 	return 0;
@@ -1329,6 +2288,27 @@ admin_dispatch(struct conn *c)
 		break;
 	case R_ACCOUNT_REFRESH:
 		admin_account_refresh(&ar);
+		break;
+	case R_FEED:
+		admin_accounts_feed(&ar);
+		break;
+	case R_IMPORT:
+		admin_accounts_import(&ar);
+		break;
+	case R_EXPORT:
+		admin_accounts_export(&ar);
+		break;
+	case R_DEVICE_START:
+		admin_device_start(&ar);
+		break;
+	case R_DEVICE:
+		admin_device_get(&ar);
+		break;
+	case R_SETTINGS:
+		if (c->co_req->rq_method == HTTP_PUT)
+			admin_settings_put(&ar);
+		else
+			admin_settings_get(&ar);
 		break;
 	}
 }

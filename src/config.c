@@ -68,6 +68,10 @@ static const struct cf_key cf_keys[] = {
 	INT("upstream", "connect_timeout", cf_connect_timeout, 1, 600),
 	INT("upstream", "first_byte_timeout", cf_first_byte_timeout, 1, 3600),
 	INT("upstream", "idle_timeout", cf_idle_timeout, 1, 86400),
+	STR("upstream", "start_url", cf_start_url, K_URL, 0),
+
+	INT("refresher", "parallel", cf_refresh_parallel, 1, 64),
+	INT("refresher", "usage_interval", cf_usage_interval, 0, 604800),
 
 	SIZE("limits", "max_body", cf_max_body, 1024, 1073741824),
 	SIZE("limits", "max_header", cf_max_header, 1024, 1048576),
@@ -79,7 +83,8 @@ static const struct cf_key cf_keys[] = {
 	INT("limits", "max_connections", cf_max_connections, 1, 1000000),
 };
 
-static const char *cf_groups[] = { "database", "upstream", "limits" };
+static const char *cf_groups[] = { "database", "upstream", "refresher",
+    "limits" };
 
 static void	 cf_err(char *, size_t, const char *, int, const char *, ...)
 		    QR_ATTR_PRINTF(5, 6);
@@ -148,6 +153,11 @@ config_defaults(struct config *cf)
 	cf->cf_connect_timeout = 10;
 	cf->cf_first_byte_timeout = 120;
 	cf->cf_idle_timeout = 300;
+	/* not a host we connect to: the portal the user signs in at */
+	strlcpy_qr(cf->cf_start_url, "https://view.awsapps.com/start",
+	    sizeof(cf->cf_start_url));
+	cf->cf_refresh_parallel = 4;
+	cf->cf_usage_interval = 1800;
 
 	cf->cf_max_body = 16777216;
 	cf->cf_max_header = 65536;

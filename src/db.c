@@ -11,10 +11,15 @@
  */
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "qrelayd.h"
 
@@ -117,6 +122,30 @@ static const char *const db_migrations[] = {
 	"  DEFAULT 0;"
 	"ALTER TABLE accounts ADD COLUMN last_refresh_at INTEGER NOT NULL"
 	"  DEFAULT 0;",
+	/* 3: the pool: per-account proxy and caps, health and usage kept
+	 * across restarts, and the SHA-256 of the refresh token (hex) so
+	 * that a duplicate is refused. Rows added before keep a NULL hash
+	 * until db_accounts_hash_backfill, which needs the private key. */
+	"ALTER TABLE accounts ADD COLUMN proxy TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE accounts ADD COLUMN max_inflight INTEGER NOT NULL"
+	"  DEFAULT 0;"
+	"ALTER TABLE accounts ADD COLUMN rpm INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE accounts ADD COLUMN exhausted_until INTEGER NOT NULL"
+	"  DEFAULT 0;"
+	"ALTER TABLE accounts ADD COLUMN usage_used INTEGER NOT NULL"
+	"  DEFAULT 0;"
+	"ALTER TABLE accounts ADD COLUMN usage_limit INTEGER NOT NULL"
+	"  DEFAULT 0;"
+	"ALTER TABLE accounts ADD COLUMN usage_reset INTEGER NOT NULL"
+	"  DEFAULT 0;"
+	"ALTER TABLE accounts ADD COLUMN usage_checked INTEGER NOT NULL"
+	"  DEFAULT 0;"
+	"ALTER TABLE accounts ADD COLUMN subscription TEXT NOT NULL"
+	"  DEFAULT '';"
+	"ALTER TABLE accounts ADD COLUMN email TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE accounts ADD COLUMN refresh_hash TEXT;"
+	"CREATE UNIQUE INDEX accounts_refresh_hash ON accounts (refresh_hash)"
+	"  WHERE refresh_hash IS NOT NULL;",
 };
 
 /*
@@ -610,7 +639,12 @@ db_admin_password_set(sqlite3 *db, const char *hash)
 #define DB_ACCOUNT_COLS	"id, type, label, state, enabled," \
 	" access_token_expires, last_error, region, profile_arn, client_id," \
 	" refresh_token_hint, client_secret_hint, created_at, updated_at," \
-	" last_refresh_at, refresh_requested"
+	" last_refresh_at, refresh_requested, proxy, max_inflight, rpm," \
+	" exhausted_until, usage_used, usage_limit, usage_reset," \
+	" usage_checked, subscription, email"
+#define DB_ACCOUNT_NCOLS	26
+
+#define DB_CAP_MAX	1000000		/* maxConcurrency, rpm */
 
 static void
 db_account_row(sqlite3_stmt *st, struct db_account *a)
@@ -632,6 +666,42 @@ db_account_row(sqlite3_stmt *st, struct db_account *a)
 	a->a_updated = sqlite3_column_int64(st, 13);
 	a->a_last_refresh = sqlite3_column_int64(st, 14);
 	a->a_refresh_requested = sqlite3_column_int(st, 15) != 0;
+	db_col_text(st, 16, a->a_proxy, sizeof(a->a_proxy));
+	a->a_max_inflight = sqlite3_column_int(st, 17);
+	a->a_rpm = sqlite3_column_int(st, 18);
+	a->a_exhausted_until = sqlite3_column_int64(st, 19);
+	a->a_usage_used = sqlite3_column_int64(st, 20);
+	a->a_usage_limit = sqlite3_column_int64(st, 21);
+	a->a_usage_reset = sqlite3_column_int64(st, 22);
+	a->a_usage_checked = sqlite3_column_int64(st, 23);
+	db_col_text(st, 24, a->a_subscription, sizeof(a->a_subscription));
+	db_col_text(st, 25, a->a_email, sizeof(a->a_email));
+}
+
+void
+db_account_meta(const struct db_account *a, struct shm_acct_meta *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->am_id = a->a_id;
+	if (!a->a_enabled || strcmp(a->a_state, "disabled") == 0)
+		m->am_state = ACCT_DISABLED;
+	else if (strcmp(a->a_state, "suspended") == 0)
+		m->am_state = ACCT_SUSPENDED;
+	else if (strcmp(a->a_state, "refresh_failed") == 0)
+		m->am_state = ACCT_REFRESH_FAILED;
+	else
+		m->am_state = ACCT_ENABLED;
+	m->am_label = a->a_label;
+	m->am_region = a->a_region;
+	m->am_profile_arn = a->a_profile_arn;
+	m->am_proxy = a->a_proxy;
+	m->am_max_inflight = a->a_max_inflight;
+	m->am_rpm = a->a_rpm;
+	m->am_exhausted_until = a->a_exhausted_until;
+	m->am_usage_used = a->a_usage_used;
+	m->am_usage_limit = a->a_usage_limit;
+	m->am_usage_reset = a->a_usage_reset;
+	m->am_usage_checked = a->a_usage_checked;
 }
 
 int
@@ -689,6 +759,122 @@ db_account_region_ok(const char *r)
 	    strspn(r, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
 }
 
+static const char *const db_proxy_schemes[] = { "http://", "https://",
+	"socks5://", "socks5h://" };
+
+/* Where the authority of a proxy URL starts (after the scheme), or
+ * NULL when the scheme is not one libcurl takes for a proxy here. */
+static const char *
+db_proxy_authority(const char *p)
+{
+	size_t	 i, n;
+
+	for (i = 0; i < nitems(db_proxy_schemes); i++) {
+		n = strlen(db_proxy_schemes[i]);
+		if (strncasecmp(p, db_proxy_schemes[i], n) == 0)
+			return p + n;
+	}
+	return NULL;
+}
+
+int
+db_account_proxy_ok(const char *p)
+{
+	const char	*auth, *at, *host, *end, *colon;
+	size_t		 i, n = strlen(p), hlen;
+	char		*e;
+	long		 port;
+
+	if (n == 0)
+		return 1;
+	if (n >= SHM_PROXY_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f)
+			return 0;
+	if ((auth = db_proxy_authority(p)) == NULL)
+		return 0;
+	/* nothing after the authority but an optional "/" */
+	end = auth + strcspn(auth, "/?#");
+	if (*end != '\0' && strcmp(end, "/") != 0)
+		return 0;
+	host = auth;
+	for (at = auth; at < end; at++)
+		if (*at == '@')
+			host = at + 1;
+	if (host == end)
+		return 0;
+	if (*host == '[') {
+		if ((colon = memchr(host, ']', (size_t)(end - host))) == NULL ||
+		    colon == host + 1)
+			return 0;
+		colon++;
+		if (colon != end && *colon != ':')
+			return 0;
+		if (colon == end)
+			return 1;
+	} else {
+		colon = memchr(host, ':', (size_t)(end - host));
+		hlen = (size_t)((colon ? colon : end) - host);
+		if (hlen == 0)
+			return 0;
+		for (i = 0; i < hlen; i++)
+			if (!isalnum((unsigned char)host[i]) &&
+			    strchr(".-_", host[i]) == NULL)
+				return 0;
+		if (colon == NULL)
+			return 1;
+	}
+	/* colon points at ':' before the port */
+	if (colon + 1 == end || !isdigit((unsigned char)colon[1]))
+		return 0;
+	errno = 0;
+	port = strtol(colon + 1, &e, 10);
+	return e == end && errno == 0 && port > 0 && port <= 65535;
+}
+
+void
+db_proxy_mask(const char *p, char *out, size_t outsz)
+{
+	const char	*auth, *end, *at = NULL, *q, *colon;
+
+	if (outsz == 0)
+		return;
+	*out = '\0';
+	if (p == NULL || *p == '\0')
+		return;
+	if ((auth = db_proxy_authority(p)) == NULL) {
+		/* not ours to parse: show nothing that could be a secret */
+		strlcpy_qr(out, "***", outsz);
+		return;
+	}
+	end = auth + strcspn(auth, "/?#");
+	for (q = auth; q < end; q++)
+		if (*q == '@')
+			at = q;
+	if (at == NULL) {
+		strlcpy_qr(out, p, outsz);
+		return;
+	}
+	colon = memchr(auth, ':', (size_t)(at - auth));
+	snprintf(out, outsz, "%.*s%s@%s", (int)((colon ? colon : at) - p), p,
+	    colon ? ":***" : "", at + 1);
+}
+
+/* The hex SHA-256 of a refresh token: what duplicates are found by. */
+static int
+db_refresh_hash(const char *rt, char out[65])
+{
+	unsigned char	 md[32];
+	unsigned int	 mdlen = 0;
+
+	if (EVP_Digest(rt, strlen(rt), md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen != sizeof(md))
+		return -1;
+	hex_encode(md, sizeof(md), out);
+	return 0;
+}
+
 /* Binds the encryption of plain (NULL: SQL NULL) at col; b keeps it. */
 static int
 db_bind_secret(sqlite3_stmt *st, int col, const char *plain, const char *aad,
@@ -704,29 +890,46 @@ db_bind_secret(sqlite3_stmt *st, int col, const char *plain, const char *aad,
 	    SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
 }
 
+static const char *
+db_nz(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
 int64_t
 db_account_add(sqlite3 *db, const struct db_account_new *an)
 {
 	sqlite3_stmt	*st = NULL;
-	struct buf	 rt, cs;
+	struct buf	 rt, cs, at;
 	char		 rhint[SECRET_HINT_MAX], shint[SECRET_HINT_MAX] = "";
-	const char	*secret = NULL;
+	char		 hash[65];
+	const char	*secret = NULL, *access = an->an_access_token;
 	int64_t		 id = -1, now = now_wall();
-	int		 idc = strcmp(an->an_type, "idc") == 0;
+	int		 idc = an->an_type != NULL &&
+			    strcmp(an->an_type, "idc") == 0;
 
 	buf_init(&rt);
 	buf_init(&cs);
-	if ((!idc && strcmp(an->an_type, "social") != 0) ||
+	buf_init(&at);
+	if ((!idc && (an->an_type == NULL ||
+	    strcmp(an->an_type, "social") != 0)) ||
 	    an->an_refresh_token == NULL || *an->an_refresh_token == '\0' ||
 	    strlen(an->an_refresh_token) > DB_ACCOUNT_SECRET_MAX ||
-	    !db_account_label_ok(an->an_label ? an->an_label : "") ||
+	    !db_account_label_ok(db_nz(an->an_label)) ||
 	    (an->an_region && *an->an_region &&
-	    !db_account_region_ok(an->an_region))) {
+	    !db_account_region_ok(an->an_region)) ||
+	    strlen(db_nz(an->an_profile_arn)) >=
+	    sizeof(((struct db_account *)0)->a_profile_arn) ||
+	    !db_account_proxy_ok(db_nz(an->an_proxy)) ||
+	    an->an_max_inflight < 0 || an->an_max_inflight > DB_CAP_MAX ||
+	    an->an_rpm < 0 || an->an_rpm > DB_CAP_MAX) {
 		log_warnx("%s: bad account", __func__);
 		return -1;
 	}
 	if (idc) {
 		if (an->an_client_id == NULL || *an->an_client_id == '\0' ||
+		    strlen(an->an_client_id) >=
+		    sizeof(((struct db_account *)0)->a_client_id) ||
 		    an->an_client_secret == NULL ||
 		    *an->an_client_secret == '\0' ||
 		    strlen(an->an_client_secret) > DB_ACCOUNT_SECRET_MAX) {
@@ -737,23 +940,29 @@ db_account_add(sqlite3 *db, const struct db_account_new *an)
 		secret = an->an_client_secret;
 		secret_hint(secret, shint);
 	}
+	/* a live token only with its expiry, and only one that fits */
+	if (access != NULL && (*access == '\0' || an->an_expires <= 0 ||
+	    strlen(access) >= SHM_TOKEN_MAX))
+		access = NULL;
 	secret_hint(an->an_refresh_token, rhint);
+	if (db_refresh_hash(an->an_refresh_token, hash) == -1)
+		goto done;
 	if ((st = db_prepare(db, __func__, "INSERT INTO accounts (type,"
 	    " label, enabled, state, region, profile_arn, client_id,"
 	    " client_secret_enc, refresh_token_enc, refresh_token_hint,"
-	    " client_secret_hint, created_at, updated_at) VALUES (?, ?, ?, ?,"
-	    " ?, ?, ?, ?, ?, ?, ?, ?, ?)")) == NULL)
+	    " client_secret_hint, created_at, updated_at, proxy, max_inflight,"
+	    " rpm, refresh_hash, access_token_enc, access_token_expires)"
+	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+	    " ?)")) == NULL)
 		goto done;
 	if (sqlite3_bind_text(st, 1, an->an_type, -1, SQLITE_STATIC) ||
-	    sqlite3_bind_text(st, 2, an->an_label ? an->an_label : "", -1,
-	    SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 2, db_nz(an->an_label), -1, SQLITE_STATIC) ||
 	    sqlite3_bind_int(st, 3, an->an_enabled != 0) ||
 	    sqlite3_bind_text(st, 4, an->an_enabled ? "enabled" : "disabled",
 	    -1, SQLITE_STATIC) ||
-	    sqlite3_bind_text(st, 5, an->an_region ? an->an_region : "", -1,
+	    sqlite3_bind_text(st, 5, db_nz(an->an_region), -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 6, db_nz(an->an_profile_arn), -1,
 	    SQLITE_STATIC) ||
-	    sqlite3_bind_text(st, 6, an->an_profile_arn ? an->an_profile_arn :
-	    "", -1, SQLITE_STATIC) ||
 	    sqlite3_bind_text(st, 7, idc ? an->an_client_id : "", -1,
 	    SQLITE_STATIC) ||
 	    db_bind_secret(st, 8, secret, SECRET_AAD_CLIENT, &cs) ||
@@ -762,7 +971,13 @@ db_account_add(sqlite3 *db, const struct db_account_new *an)
 	    sqlite3_bind_text(st, 10, rhint, -1, SQLITE_STATIC) ||
 	    sqlite3_bind_text(st, 11, shint, -1, SQLITE_STATIC) ||
 	    sqlite3_bind_int64(st, 12, now) ||
-	    sqlite3_bind_int64(st, 13, now))
+	    sqlite3_bind_int64(st, 13, now) ||
+	    sqlite3_bind_text(st, 14, db_nz(an->an_proxy), -1, SQLITE_STATIC) ||
+	    sqlite3_bind_int(st, 15, an->an_max_inflight) ||
+	    sqlite3_bind_int(st, 16, an->an_rpm) ||
+	    sqlite3_bind_text(st, 17, hash, -1, SQLITE_STATIC) ||
+	    db_bind_secret(st, 18, access, SECRET_AAD_ACCESS, &at) ||
+	    sqlite3_bind_int64(st, 19, access != NULL ? an->an_expires : 0))
 		goto done;
 	if (db_finish(db, __func__, st) == 1)
 		id = sqlite3_last_insert_rowid(db);
@@ -771,37 +986,1007 @@ db_account_add(sqlite3 *db, const struct db_account_new *an)
 	sqlite3_finalize(st);
 	buf_free(&rt);
 	buf_free(&cs);
+	buf_free(&at);
 	return id;
 }
 
+void
+db_account_patch_init(struct db_account_patch *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->ap_enabled = -1;
+	p->ap_max_inflight = -1;
+	p->ap_rpm = -1;
+}
+
+static int
+db_bind_opt_text(sqlite3_stmt *st, int col, const char *s)
+{
+	return s == NULL ? sqlite3_bind_null(st, col) :
+	    sqlite3_bind_text(st, col, s, -1, SQLITE_STATIC);
+}
+
+static int
+db_bind_opt_int(sqlite3_stmt *st, int col, int v)
+{
+	return v < 0 ? sqlite3_bind_null(st, col) :
+	    sqlite3_bind_int(st, col, v);
+}
+
 int
-db_account_update(sqlite3 *db, int64_t id, int enabled, const char *label)
+db_account_update(sqlite3 *db, int64_t id, const struct db_account_patch *p)
 {
 	sqlite3_stmt	*st;
 
-	if (label != NULL && !db_account_label_ok(label))
+	if ((p->ap_label != NULL && !db_account_label_ok(p->ap_label)) ||
+	    (p->ap_proxy != NULL && !db_account_proxy_ok(p->ap_proxy)) ||
+	    (p->ap_region != NULL && *p->ap_region != '\0' &&
+	    !db_account_region_ok(p->ap_region)) ||
+	    (p->ap_profile_arn != NULL && strlen(p->ap_profile_arn) >=
+	    sizeof(((struct db_account *)0)->a_profile_arn)) ||
+	    p->ap_max_inflight > DB_CAP_MAX || p->ap_rpm > DB_CAP_MAX)
 		return -1;
-	/* Enabling clears the reason it was disabled for; the state is
-	 * the refresher's to set right after that. */
+	/*
+	 * Enabling is a person's word: it clears whatever the daemon had
+	 * learnt against the account (suspended, refresh failed,
+	 * exhausted) and the reason; the refresher sets it right again
+	 * should it still hold.
+	 */
 	if ((st = db_prepare(db, __func__, "UPDATE accounts SET"
 	    " enabled = COALESCE(?1, enabled),"
 	    " state = CASE WHEN ?1 IS NULL THEN state"
 	    "  WHEN ?1 THEN 'enabled' ELSE 'disabled' END,"
-	    " last_error = CASE WHEN ?1 AND NOT enabled THEN '' ELSE"
-	    "  last_error END,"
-	    " label = COALESCE(?2, label), updated_at = ?3"
-	    " WHERE id = ?4")) == NULL)
+	    " last_error = CASE WHEN ?1 THEN '' ELSE last_error END,"
+	    " exhausted_until = CASE WHEN ?1 THEN 0 ELSE exhausted_until END,"
+	    " label = COALESCE(?2, label), proxy = COALESCE(?3, proxy),"
+	    " max_inflight = COALESCE(?4, max_inflight),"
+	    " rpm = COALESCE(?5, rpm), region = COALESCE(?6, region),"
+	    " profile_arn = COALESCE(?7, profile_arn), updated_at = ?8"
+	    " WHERE id = ?9")) == NULL)
 		return -1;
-	if ((enabled == -1 ? sqlite3_bind_null(st, 1) :
-	    sqlite3_bind_int(st, 1, enabled != 0)) != SQLITE_OK ||
-	    (label == NULL ? sqlite3_bind_null(st, 2) :
-	    sqlite3_bind_text(st, 2, label, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 3, now_wall()) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 4, id) != SQLITE_OK) {
+	if ((p->ap_enabled == -1 ? sqlite3_bind_null(st, 1) :
+	    sqlite3_bind_int(st, 1, p->ap_enabled != 0)) != SQLITE_OK ||
+	    db_bind_opt_text(st, 2, p->ap_label) != SQLITE_OK ||
+	    db_bind_opt_text(st, 3, p->ap_proxy) != SQLITE_OK ||
+	    db_bind_opt_int(st, 4, p->ap_max_inflight) != SQLITE_OK ||
+	    db_bind_opt_int(st, 5, p->ap_rpm) != SQLITE_OK ||
+	    db_bind_opt_text(st, 6, p->ap_region) != SQLITE_OK ||
+	    db_bind_opt_text(st, 7, p->ap_profile_arn) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 8, now_wall()) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 9, id) != SQLITE_OK) {
 		sqlite3_finalize(st);
 		return -1;
 	}
 	return db_finish(db, __func__, st);
+}
+
+int
+db_account_set_health(sqlite3 *db, int64_t id, const char *state,
+    int64_t exhausted_until, const char *reason)
+{
+	sqlite3_stmt	*st;
+
+	if (state != NULL && strcmp(state, "suspended") != 0 &&
+	    strcmp(state, "enabled") != 0)
+		return -1;
+	/* a person's disable wins over what the daemon learnt */
+	if ((st = db_prepare(db, __func__, "UPDATE accounts SET"
+	    " state = CASE WHEN ?1 IS NULL OR NOT enabled THEN state"
+	    "  ELSE ?1 END,"
+	    " exhausted_until = CASE WHEN ?2 < 0 THEN exhausted_until"
+	    "  ELSE ?2 END,"
+	    " last_error = COALESCE(?3, last_error), updated_at = ?4"
+	    " WHERE id = ?5")) == NULL)
+		return -1;
+	if (db_bind_opt_text(st, 1, state) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, exhausted_until) != SQLITE_OK ||
+	    db_bind_opt_text(st, 3, reason) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 4, now_wall()) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 5, id) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	return db_finish(db, __func__, st);
+}
+
+int
+db_account_set_usage(sqlite3 *db, int64_t id, int64_t used, int64_t limit,
+    int64_t reset, const char *subscription, const char *email)
+{
+	sqlite3_stmt	*st;
+
+	if ((st = db_prepare(db, __func__, "UPDATE accounts SET"
+	    " usage_used = ?1, usage_limit = ?2, usage_reset = ?3,"
+	    " usage_checked = ?4, subscription = COALESCE(?5, subscription),"
+	    " email = COALESCE(?6, email) WHERE id = ?7")) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, used) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, limit) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, reset) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 4, now_wall()) != SQLITE_OK ||
+	    db_bind_opt_text(st, 5, subscription) != SQLITE_OK ||
+	    db_bind_opt_text(st, 6, email) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 7, id) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	return db_finish(db, __func__, st);
+}
+
+int64_t
+db_account_find_refresh(sqlite3 *db, const char *rt)
+{
+	sqlite3_stmt	*st;
+	char		 hash[65];
+	int64_t		 id = -1;
+	int		 r;
+
+	if (rt == NULL || db_refresh_hash(rt, hash) == -1)
+		return -1;
+	if ((st = db_prepare(db, __func__,
+	    "SELECT id FROM accounts WHERE refresh_hash = ?")) == NULL)
+		return -1;
+	if (sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	if ((r = db_step(db, __func__, st)) == 1)
+		id = sqlite3_column_int64(st, 0);
+	else if (r == 0)
+		id = 0;
+	sqlite3_finalize(st);
+	return id;
+}
+
+int
+db_accounts_hash_backfill(sqlite3 *db)
+{
+	sqlite3_stmt	*st = NULL, *up = NULL;
+	const void	*blob;
+	char		*rt, hash[65];
+	int		 r, n = 0;
+
+	if (!secret_has_private())
+		return 0;
+	if ((st = db_prepare(db, __func__, "SELECT id, refresh_token_enc"
+	    " FROM accounts WHERE refresh_hash IS NULL")) == NULL ||
+	    (up = db_prepare(db, __func__, "UPDATE OR IGNORE accounts SET"
+	    " refresh_hash = ? WHERE id = ?")) == NULL) {
+		n = -1;
+		goto done;
+	}
+	while ((r = db_step(db, __func__, st)) == 1) {
+		if ((blob = sqlite3_column_blob(st, 1)) == NULL ||
+		    (rt = secret_decrypt(blob, (size_t)sqlite3_column_bytes(st,
+		    1), SECRET_AAD_REFRESH)) == NULL)
+			continue;
+		r = db_refresh_hash(rt, hash);
+		secret_free(rt, 0);
+		if (r == -1)
+			continue;
+		/* OR IGNORE: of two old rows with one token, the second
+		 * stays without a hash (and so can be found and deleted) */
+		if (sqlite3_bind_text(up, 1, hash, -1, SQLITE_TRANSIENT) ||
+		    sqlite3_bind_int64(up, 2, sqlite3_column_int64(st, 0)) ||
+		    db_step(db, __func__, up) == -1) {
+			n = -1;
+			break;
+		}
+		n += sqlite3_changes(db);
+		sqlite3_reset(up);
+	}
+	if (r == -1)
+		n = -1;
+ done:
+	sqlite3_finalize(st);
+	sqlite3_finalize(up);
+	return n;
+}
+
+/* ---- feed lines, import, export ---- */
+
+#define DB_IMPORT_DEPTH	16
+#define DB_LINE_DEPTH	8
+
+/* ISO 8601 UTC ("2025-01-31T12:00:00.000Z", an offset or none): wall
+ * seconds, or -1. */
+static int64_t
+db_parse_iso8601(const char *s)
+{
+	struct tm	 tm;
+	int		 y, mo, d, h, mi, sec, n = 0, oh, om;
+	int64_t		 t;
+	char		 sign;
+
+	if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h,
+	    &mi, &sec, &n) != 6 || n == 0)
+		return -1;
+	s += n;
+	if (*s == '.')
+		for (s++; isdigit((unsigned char)*s); s++)
+			;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+	    sec > 60 || (t = timegm(&tm)) == -1)
+		return -1;
+	if (*s == 'Z' || *s == 'z')
+		s++;
+	else if (*s == '+' || *s == '-') {
+		sign = *s;
+		n = 0;
+		if (sscanf(s + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5)
+			return -1;
+		s += 1 + n;
+		t += (sign == '+' ? -1 : 1) * (int64_t)(oh * 3600 + om * 60);
+	}
+	return *s == '\0' ? t : -1;
+}
+
+/* A string member: 0 absent or null (*out NULL), 1 found, -1 not a
+ * string (err says so: the name only). */
+static int
+db_jstr(struct json_object *o, const char *name, const char **out,
+    char *err, size_t errsz)
+{
+	struct json_object	*v;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(o, name, &v) ||
+	    json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_string) ||
+	    strlen(json_object_get_string(v)) !=
+	    (size_t)json_object_get_string_len(v)) {
+		snprintf(err, errsz, "\"%s\" must be a string", name);
+		return -1;
+	}
+	*out = json_object_get_string(v);
+	return 1;
+}
+
+/* A count member (maxConcurrency, rpm): 0..DB_CAP_MAX, absent 0. */
+static int
+db_jcap(struct json_object *o, const char *name, int *out, char *err,
+    size_t errsz)
+{
+	struct json_object	*v;
+	int64_t			 n;
+
+	*out = 0;
+	if (!json_object_object_get_ex(o, name, &v) ||
+	    json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_int) ||
+	    (n = json_object_get_int64(v)) < 0 || n > DB_CAP_MAX) {
+		snprintf(err, errsz, "\"%s\" must be an integer from 0 to %d "
+		    "(0: no limit)", name, DB_CAP_MAX);
+		return -1;
+	}
+	*out = (int)n;
+	return 1;
+}
+
+/*
+ * An account from a JSON object: the POST /v2/accounts body, an export
+ * entry, or the Kiro IDE credential file (authMethod, provider,
+ * expiresAt; the IdC form carries clientId and clientSecret). Unknown
+ * members are ignored (an export entry carries hints). The messages
+ * name members, never their values.
+ */
+static int
+db_account_from_json(struct json_object *o, struct db_account_new *an,
+    char *err, size_t errsz)
+{
+	struct json_object	*v;
+	const char		*type, *auth, *exp;
+	int64_t			 t;
+
+	memset(an, 0, sizeof(*an));
+	an->an_enabled = 1;
+	if (!json_object_is_type(o, json_type_object)) {
+		snprintf(err, errsz, "an account must be a JSON object");
+		return -1;
+	}
+	if (db_jstr(o, "type", &type, err, errsz) == -1 ||
+	    db_jstr(o, "authMethod", &auth, err, errsz) == -1 ||
+	    db_jstr(o, "label", &an->an_label, err, errsz) == -1 ||
+	    db_jstr(o, "region", &an->an_region, err, errsz) == -1 ||
+	    db_jstr(o, "profileArn", &an->an_profile_arn, err, errsz) == -1 ||
+	    db_jstr(o, "clientId", &an->an_client_id, err, errsz) == -1 ||
+	    db_jstr(o, "clientSecret", &an->an_client_secret, err, errsz) ==
+	    -1 ||
+	    db_jstr(o, "refreshToken", &an->an_refresh_token, err, errsz) ==
+	    -1 ||
+	    db_jstr(o, "proxy", &an->an_proxy, err, errsz) == -1 ||
+	    db_jstr(o, "accessToken", &an->an_access_token, err, errsz) ==
+	    -1 ||
+	    db_jcap(o, "maxConcurrency", &an->an_max_inflight, err, errsz) ==
+	    -1 ||
+	    db_jcap(o, "rpm", &an->an_rpm, err, errsz) == -1)
+		return -1;
+	if (an->an_client_id && *an->an_client_id == '\0')
+		an->an_client_id = NULL;
+	if (an->an_client_secret && *an->an_client_secret == '\0')
+		an->an_client_secret = NULL;
+	if (type != NULL) {
+		if (strcmp(type, "idc") != 0 && strcmp(type, "social") != 0) {
+			snprintf(err, errsz, "\"type\" must be \"idc\" or "
+			    "\"social\"");
+			return -1;
+		}
+		an->an_type = type;
+	} else if (auth != NULL) {
+		/* the Kiro IDE's names */
+		if (strcasecmp(auth, "social") == 0)
+			an->an_type = "social";
+		else if (strcasecmp(auth, "idc") == 0 ||
+		    strcasecmp(auth, "builder-id") == 0 ||
+		    strcasecmp(auth, "builderid") == 0)
+			an->an_type = "idc";
+		else {
+			snprintf(err, errsz, "\"authMethod\" must be social, "
+			    "IdC or builder-id");
+			return -1;
+		}
+	} else
+		an->an_type = an->an_client_id && an->an_client_secret ?
+		    "idc" : "social";
+	if (an->an_refresh_token == NULL || *an->an_refresh_token == '\0') {
+		snprintf(err, errsz, "\"refreshToken\" is required (an export "
+		    "without secrets cannot be imported)");
+		return -1;
+	}
+	if (strlen(an->an_refresh_token) > DB_ACCOUNT_SECRET_MAX) {
+		snprintf(err, errsz, "\"refreshToken\" is longer than %d bytes",
+		    DB_ACCOUNT_SECRET_MAX);
+		return -1;
+	}
+	if (strcmp(an->an_type, "idc") == 0) {
+		if (an->an_client_id == NULL || an->an_client_secret == NULL) {
+			snprintf(err, errsz, "an idc account needs "
+			    "\"clientId\" and \"clientSecret\" (for a Kiro "
+			    "credential file, from the clientIdHash file beside "
+			    "it)");
+			return -1;
+		}
+		if (strlen(an->an_client_id) >=
+		    sizeof(((struct db_account *)0)->a_client_id)) {
+			snprintf(err, errsz, "\"clientId\" is too long");
+			return -1;
+		}
+		if (strlen(an->an_client_secret) > DB_ACCOUNT_SECRET_MAX) {
+			snprintf(err, errsz, "\"clientSecret\" is longer than "
+			    "%d bytes", DB_ACCOUNT_SECRET_MAX);
+			return -1;
+		}
+	} else if (an->an_client_id != NULL || an->an_client_secret != NULL) {
+		snprintf(err, errsz, "a social account takes no \"clientId\" "
+		    "or \"clientSecret\"");
+		return -1;
+	}
+	if (an->an_label != NULL && !db_account_label_ok(an->an_label)) {
+		snprintf(err, errsz, "\"label\" must be at most 127 bytes "
+		    "without control characters");
+		return -1;
+	}
+	if (an->an_region != NULL && *an->an_region != '\0' &&
+	    !db_account_region_ok(an->an_region)) {
+		snprintf(err, errsz, "\"region\" must be a region name such "
+		    "as us-east-1");
+		return -1;
+	}
+	if (an->an_profile_arn != NULL && strlen(an->an_profile_arn) >=
+	    sizeof(((struct db_account *)0)->a_profile_arn)) {
+		snprintf(err, errsz, "\"profileArn\" is too long");
+		return -1;
+	}
+	if (an->an_proxy != NULL && (!db_account_proxy_ok(an->an_proxy) ||
+	    strstr(an->an_proxy, ":***@") != NULL)) {
+		/* the URL may hold a password: never echo it */
+		snprintf(err, errsz, "\"proxy\" must be http://, https://, "
+		    "socks5:// or socks5h://[user:password@]host[:port]");
+		return -1;
+	}
+	if (json_object_object_get_ex(o, "enabled", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			snprintf(err, errsz, "\"enabled\" must be true or "
+			    "false");
+			return -1;
+		}
+		an->an_enabled = json_object_get_boolean(v);
+	}
+	/* a live access token is taken only with a usable expiry */
+	if (an->an_access_token != NULL) {
+		t = -1;
+		if (json_object_object_get_ex(o, "expiresAt", &v)) {
+			if (json_object_is_type(v, json_type_int)) {
+				t = json_object_get_int64(v);
+				if (t > 100000000000LL)	/* milliseconds */
+					t /= 1000;
+			} else if (db_jstr(o, "expiresAt", &exp, err,
+			    errsz) == 1)
+				t = db_parse_iso8601(exp);
+		}
+		if (t <= now_wall() + 60 || *an->an_access_token == '\0' ||
+		    strlen(an->an_access_token) >= SHM_TOKEN_MAX)
+			an->an_access_token = NULL;
+		else
+			an->an_expires = t;
+	}
+	err[0] = '\0';
+	return 0;
+}
+
+/* No whitespace, controls or quotes inside a bare token. */
+static int
+db_token_ok(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '"' ||
+		    *s == '\\')
+			return 0;
+	return 1;
+}
+
+int
+db_account_parse(char *line, struct json_object **o,
+    struct db_account_new *an, char *err, size_t errsz)
+{
+	struct jsonr_err	 je;
+	char			*end, *c1, *c2;
+	size_t			 n;
+
+	*o = NULL;
+	memset(an, 0, sizeof(*an));
+	an->an_enabled = 1;
+	while (*line == ' ' || *line == '\t')
+		line++;
+	n = strlen(line);
+	while (n > 0 && strchr(" \t\r\n", line[n - 1]) != NULL)
+		line[--n] = '\0';
+	if (n == 0) {
+		snprintf(err, errsz, "empty line");
+		return -1;
+	}
+	if (*line == '{') {
+		memset(&je, 0, sizeof(je));
+		if ((*o = jsonr_parse(line, n, DB_LINE_DEPTH, &je)) == NULL) {
+			snprintf(err, errsz, "invalid JSON at offset %zu: %s",
+			    je.je_off, je.je_msg ? je.je_msg : "null");
+			return -1;
+		}
+		return db_account_from_json(*o, an, err, errsz);
+	}
+	/*
+	 * A bare line: "refreshToken" (social) or
+	 * "clientId:clientSecret:refreshToken" (idc). AWS refresh tokens
+	 * may hold a ':' of their own, so two colons or more make an idc
+	 * line and the token is all after the second.
+	 */
+	if (!db_token_ok(line)) {
+		snprintf(err, errsz, "not an account: a line is a JSON object, "
+		    "a refresh token, or clientId:clientSecret:refreshToken "
+		    "(no spaces or quotes)");
+		return -1;
+	}
+	if ((c1 = strchr(line, ':')) != NULL &&
+	    (c2 = strchr(c1 + 1, ':')) != NULL) {
+		*c1 = *c2 = '\0';
+		an->an_type = "idc";
+		an->an_client_id = line;
+		an->an_client_secret = c1 + 1;
+		an->an_refresh_token = c2 + 1;
+		end = c2 + 1;
+		if (*line == '\0' || c1[1] == '\0' || *end == '\0') {
+			snprintf(err, errsz, "clientId:clientSecret:"
+			    "refreshToken with a part empty");
+			return -1;
+		}
+		if (strlen(line) >=
+		    sizeof(((struct db_account *)0)->a_client_id)) {
+			snprintf(err, errsz, "clientId is too long");
+			return -1;
+		}
+		if (strlen(an->an_client_secret) > DB_ACCOUNT_SECRET_MAX) {
+			snprintf(err, errsz, "clientSecret is longer than %d "
+			    "bytes", DB_ACCOUNT_SECRET_MAX);
+			return -1;
+		}
+	} else {
+		an->an_type = "social";
+		an->an_refresh_token = line;
+	}
+	if (strlen(an->an_refresh_token) > DB_ACCOUNT_SECRET_MAX) {
+		snprintf(err, errsz, "refresh token is longer than %d bytes",
+		    DB_ACCOUNT_SECRET_MAX);
+		return -1;
+	}
+	err[0] = '\0';
+	return 0;
+}
+
+static struct json_object *
+db_jtime(int64_t t)
+{
+	char	 s[32];
+
+	return fmt_iso8601(t, s) ? json_object_new_string(s) : NULL;
+}
+
+static struct json_object *
+db_jstr_or_null(const char *s)
+{
+	return s != NULL && *s != '\0' ? json_object_new_string(s) : NULL;
+}
+
+/* Zeroes a string json-c holds: its copies of secrets. */
+static void
+db_jscrub(struct json_object *o, const char *name)
+{
+	struct json_object	*v;
+
+	if (json_object_object_get_ex(o, name, &v) &&
+	    json_object_is_type(v, json_type_string))
+		explicit_bzero((char *)json_object_get_string(v),
+		    (size_t)json_object_get_string_len(v));
+}
+
+static const char *const db_export_secrets[] = { "refreshToken",
+	"clientSecret", "accessToken" };
+
+static char *
+db_decrypt_col(sqlite3_stmt *st, int col, const char *aad)
+{
+	const void	*blob = sqlite3_column_blob(st, col);
+
+	if (blob == NULL)
+		return NULL;
+	return secret_decrypt(blob, (size_t)sqlite3_column_bytes(st, col),
+	    aad);
+}
+
+static int
+db_export_entry(sqlite3_stmt *st, int with_secrets, struct json_object *arr)
+{
+	struct json_object	*e;
+	char			 masked[SHM_PROXY_MAX];
+	char			*rt = NULL, *cs = NULL, *at = NULL;
+	const char		*type, *proxy;
+	int			 idc;
+
+	if ((e = json_object_new_object()) == NULL)
+		return -1;
+	type = (const char *)sqlite3_column_text(st, 1);
+	idc = type != NULL && strcmp(type, "idc") == 0;
+	proxy = (const char *)sqlite3_column_text(st, 6);
+	json_object_object_add(e, "type", json_object_new_string(db_nz(type)));
+	json_object_object_add(e, "label", json_object_new_string(
+	    db_nz((const char *)sqlite3_column_text(st, 2))));
+	json_object_object_add(e, "enabled",
+	    json_object_new_boolean(sqlite3_column_int(st, 3) != 0));
+	json_object_object_add(e, "region",
+	    db_jstr_or_null((const char *)sqlite3_column_text(st, 4)));
+	json_object_object_add(e, "profileArn",
+	    db_jstr_or_null((const char *)sqlite3_column_text(st, 5)));
+	if (!with_secrets) {
+		db_proxy_mask(proxy, masked, sizeof(masked));
+		proxy = masked;
+	}
+	json_object_object_add(e, "proxy", db_jstr_or_null(proxy));
+	json_object_object_add(e, "maxConcurrency",
+	    json_object_new_int(sqlite3_column_int(st, 7)));
+	json_object_object_add(e, "rpm",
+	    json_object_new_int(sqlite3_column_int(st, 8)));
+	json_object_object_add(e, "clientId",
+	    db_jstr_or_null((const char *)sqlite3_column_text(st, 9)));
+	if (!with_secrets) {
+		json_object_object_add(e, "refreshTokenHint", db_jstr_or_null(
+		    (const char *)sqlite3_column_text(st, 10)));
+		json_object_object_add(e, "clientSecretHint", db_jstr_or_null(
+		    (const char *)sqlite3_column_text(st, 11)));
+		return json_object_array_add(arr, e) == 0 ? 0 : -1;
+	}
+	rt = db_decrypt_col(st, 12, SECRET_AAD_REFRESH);
+	if (idc)
+		cs = db_decrypt_col(st, 13, SECRET_AAD_CLIENT);
+	at = db_decrypt_col(st, 14, SECRET_AAD_ACCESS);
+	if (rt == NULL || (idc && cs == NULL)) {
+		/* the entry stays, so the file says which one is lost */
+		log_warnx("%s: account %lld: stored secrets unreadable",
+		    __func__, (long long)sqlite3_column_int64(st, 0));
+		json_object_object_add(e, "error", json_object_new_string(
+		    "stored secrets unreadable (wrong key file?)"));
+	} else {
+		json_object_object_add(e, "refreshToken",
+		    json_object_new_string(rt));
+		json_object_object_add(e, "clientSecret", db_jstr_or_null(cs));
+	}
+	if (at != NULL) {
+		json_object_object_add(e, "accessToken",
+		    json_object_new_string(at));
+		json_object_object_add(e, "expiresAt",
+		    db_jtime(sqlite3_column_int64(st, 15)));
+	}
+	secret_free(rt, 0);
+	secret_free(cs, 0);
+	secret_free(at, 0);
+	return json_object_array_add(arr, e) == 0 ? 0 : -1;
+}
+
+int
+db_accounts_export(sqlite3 *db, int with_secrets, struct buf *out)
+{
+	sqlite3_stmt		*st = NULL;
+	struct json_object	*root = NULL, *arr, *e;
+	const char		*s;
+	size_t			 n = 0, i, j;
+	int			 r, rv = -1;
+
+	if (with_secrets && !secret_has_private()) {
+		log_warnx("%s: this process cannot open secrets", __func__);
+		return -1;
+	}
+	if ((root = json_object_new_object()) == NULL ||
+	    (arr = json_object_new_array()) == NULL)
+		goto done;
+	json_object_object_add(root, "version", json_object_new_int(1));
+	json_object_object_add(root, "exportedAt", db_jtime(now_wall()));
+	json_object_object_add(root, "accounts", arr);
+	if ((st = db_prepare(db, __func__, "SELECT id, type, label, enabled,"
+	    " region, profile_arn, proxy, max_inflight, rpm, client_id,"
+	    " refresh_token_hint, client_secret_hint, refresh_token_enc,"
+	    " client_secret_enc, access_token_enc, access_token_expires"
+	    " FROM accounts ORDER BY id")) == NULL)
+		goto done;
+	while ((r = db_step(db, __func__, st)) == 1)
+		if (db_export_entry(st, with_secrets, arr) == -1)
+			goto done;
+	if (r == -1)
+		goto done;
+	s = json_object_to_json_string_length(root, JSON_C_TO_STRING_PRETTY |
+	    JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+	if (s == NULL || buf_append(out, s, n) == -1 ||
+	    buf_append(out, "\n", 1) == -1)
+		goto done;
+	rv = 0;
+ done:
+	sqlite3_finalize(st);
+	if (root != NULL && with_secrets) {
+		/* json-c's copies: the text and each secret member */
+		if ((s = json_object_to_json_string_length(root,
+		    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+		    JSON_C_TO_STRING_NOSLASHESCAPE, &n)) != NULL)
+			explicit_bzero((char *)s, n);
+		if (json_object_object_get_ex(root, "accounts", &arr))
+			for (i = 0; i < json_object_array_length(arr); i++) {
+				e = json_object_array_get_idx(arr, i);
+				for (j = 0; j < nitems(db_export_secrets); j++)
+					db_jscrub(e, db_export_secrets[j]);
+			}
+	}
+	json_object_put(root);
+	return rv;
+}
+
+static void
+db_report(struct json_object *rep, size_t index, const char *status,
+    int64_t id, const char *error)
+{
+	struct json_object	*e;
+
+	if ((e = json_object_new_object()) == NULL)
+		return;
+	json_object_object_add(e, "index", json_object_new_int64(
+	    (int64_t)index));
+	json_object_object_add(e, "status", json_object_new_string(status));
+	if (id > 0)
+		json_object_object_add(e, "id", json_object_new_int64(id));
+	if (error != NULL)
+		json_object_object_add(e, "error",
+		    json_object_new_string(error));
+	json_object_array_add(rep, e);
+}
+
+int
+db_accounts_import(sqlite3 *db, const char *json, size_t len,
+    struct json_object **report, char *err, size_t errsz)
+{
+	struct json_object	*root, *list = NULL, *rep = NULL, *e;
+	struct db_account_new	 an;
+	struct jsonr_err	 je;
+	char			 why[200];
+	size_t			 i, n;
+	int64_t			 id;
+	int			 rv = -1;
+
+	*report = NULL;
+	memset(&je, 0, sizeof(je));
+	if ((root = jsonr_parse(json, len, DB_IMPORT_DEPTH, &je)) == NULL) {
+		if (je.je_code == JSONR_OK)
+			snprintf(err, errsz, "the file is JSON null, not an "
+			    "export");
+		else
+			snprintf(err, errsz, "not JSON: %s at offset %zu",
+			    je.je_msg ? je.je_msg : "error", je.je_off);
+		return -1;
+	}
+	if (json_object_is_type(root, json_type_array))
+		list = root;
+	else if (json_object_is_type(root, json_type_object)) {
+		if (json_object_object_get_ex(root, "accounts", &list)) {
+			if (!json_object_is_type(list, json_type_array)) {
+				snprintf(err, errsz, "\"accounts\" must be an "
+				    "array");
+				list = NULL;
+				goto done;
+			}
+		} else
+			list = NULL;	/* one entry: root itself */
+	} else {
+		snprintf(err, errsz, "expected an export object, an array of "
+		    "accounts or one account object");
+		goto done;
+	}
+	if ((rep = json_object_new_array()) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		rv = -2;
+		goto done;
+	}
+	/* one transaction: an import is all there or not at all, and the
+	 * duplicate check sees the entries added before it */
+	if (db_begin(db, __func__) == -1) {
+		snprintf(err, errsz, "database error");
+		rv = -2;
+		goto done;
+	}
+	n = list != NULL ? json_object_array_length(list) : 1;
+	for (i = 0; i < n; i++) {
+		e = list != NULL ? json_object_array_get_idx(list, i) : root;
+		if (db_account_from_json(e, &an, why, sizeof(why)) == -1) {
+			db_report(rep, i, "invalid", 0, why);
+			continue;
+		}
+		if ((id = db_account_find_refresh(db, an.an_refresh_token)) ==
+		    -1) {
+			db_rollback(db);
+			snprintf(err, errsz, "database error");
+			rv = -2;
+			goto done;
+		}
+		if (id > 0) {
+			db_report(rep, i, "duplicate", id, "an account with "
+			    "this refresh token exists");
+			continue;
+		}
+		if ((id = db_account_add(db, &an)) == -1) {
+			db_report(rep, i, "failed", 0, "cannot store the "
+			    "account");
+			continue;
+		}
+		db_report(rep, i, "added", id, NULL);
+	}
+	if (db_commit(db, __func__) == -1) {
+		snprintf(err, errsz, "database error");
+		rv = -2;
+		goto done;
+	}
+	*report = rep;
+	rep = NULL;
+	err[0] = '\0';
+	rv = 0;
+ done:
+	json_object_put(rep);
+	if (root != NULL) {
+		/* json-c's copies of the secrets */
+		n = list != NULL ? json_object_array_length(list) : 1;
+		for (i = 0; i < n; i++) {
+			e = list != NULL ? json_object_array_get_idx(list, i) :
+			    root;
+			if (json_object_is_type(e, json_type_object)) {
+				db_jscrub(e, "refreshToken");
+				db_jscrub(e, "clientSecret");
+				db_jscrub(e, "accessToken");
+			}
+		}
+	}
+	json_object_put(root);
+	return rv;
+}
+
+/* ---- settings ---- */
+
+enum db_stype { DST_BOOL, DST_INT, DST_STRATEGY };
+
+static const struct db_setting_def {
+	const char	*sd_name;
+	int		 sd_type;
+	int		 sd_min, sd_max;
+	const char	*sd_default;
+} db_setting_defs[] = {
+	{ "poolStrategy", DST_STRATEGY, 0, 0, "round_robin" },
+	{ "poolStickyTtl", DST_INT, 0, 86400, "0" },
+	{ "poolQueueTimeout", DST_INT, 0, 300, "10" },
+	{ "poolMaxAttempts", DST_INT, 1, 8, "3" },
+	{ "debugLog", DST_BOOL, 0, 0, "false" },
+	{ "enableRequestLog", DST_BOOL, 0, 0, "true" },
+	{ "logRetentionDays", DST_INT, 0, 3650, "30" },
+	{ "enableIPRateLimit", DST_BOOL, 0, 0, "false" },
+	{ "ipRateLimitWindow", DST_INT, 1, 1440, "1" },
+	{ "ipRateLimitMax", DST_INT, 1, 1000000, "100" },
+};
+
+/* Settings rows never shown: secrets. */
+static int
+db_setting_secret(const char *name)
+{
+	/* oidc_client:<region>: the device flow's kept registration,
+	 * sealed, and not a setting anyone should see or set */
+	return strcmp(name, AUTH_PASSWORD_SETTING) == 0 ||
+	    strcmp(name, "apiKey") == 0 ||
+	    strncmp(name, "oidc_client:", 12) == 0;
+}
+
+static const struct db_setting_def *
+db_setting_def(const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(db_setting_defs); i++)
+		if (strcmp(db_setting_defs[i].sd_name, name) == 0)
+			return &db_setting_defs[i];
+	return NULL;
+}
+
+/* A stored text as the setting's value: 0 with *iv, or -1 invalid. */
+static int
+db_setting_value(const struct db_setting_def *sd, const char *s, int *iv)
+{
+	char	*end;
+	long	 n;
+
+	switch (sd->sd_type) {
+	case DST_STRATEGY:
+		return (*iv = pool_strategy_parse(s)) == -1 ? -1 : 0;
+	case DST_BOOL:
+		if (strcmp(s, "true") == 0)
+			*iv = 1;
+		else if (strcmp(s, "false") == 0)
+			*iv = 0;
+		else
+			return -1;
+		return 0;
+	default:
+		errno = 0;
+		n = strtol(s, &end, 10);
+		if (*s == '\0' || *end != '\0' || errno != 0 ||
+		    n < sd->sd_min || n > sd->sd_max)
+			return -1;
+		*iv = (int)n;
+		return 0;
+	}
+}
+
+int
+db_setting_check(const char *name, struct json_object *v, char *out,
+    size_t outsz)
+{
+	const struct db_setting_def	*sd;
+	int				 iv;
+
+	if ((sd = db_setting_def(name)) == NULL)
+		return 0;
+	switch (sd->sd_type) {
+	case DST_STRATEGY:
+		if (!json_object_is_type(v, json_type_string) ||
+		    pool_strategy_parse(json_object_get_string(v)) == -1) {
+			snprintf(out, outsz, "\"%s\" must be one of "
+			    "round_robin, least_inflight, random, weighted, "
+			    "sequential", name);
+			return -1;
+		}
+		strlcpy_qr(out, json_object_get_string(v), outsz);
+		return 1;
+	case DST_BOOL:
+		if (!json_object_is_type(v, json_type_boolean)) {
+			snprintf(out, outsz, "\"%s\" must be true or false",
+			    name);
+			return -1;
+		}
+		strlcpy_qr(out, json_object_get_boolean(v) ? "true" : "false",
+		    outsz);
+		return 1;
+	default:
+		if (!json_object_is_type(v, json_type_int) ||
+		    json_object_get_int64(v) < sd->sd_min ||
+		    json_object_get_int64(v) > sd->sd_max) {
+			snprintf(out, outsz, "\"%s\" must be an integer "
+			    "from %d to %d", name, sd->sd_min, sd->sd_max);
+			return -1;
+		}
+		iv = (int)json_object_get_int64(v);
+		snprintf(out, outsz, "%d", iv);
+		return 1;
+	}
+}
+
+/* A known setting's value: the stored one when valid, else the default. */
+static int
+db_setting_int(sqlite3 *db, const struct db_setting_def *sd)
+{
+	char	 val[256];
+	int	 iv;
+
+	if (db_setting_get(db, sd->sd_name, val, sizeof(val)) != 1 ||
+	    db_setting_value(sd, val, &iv) == -1) {
+		if (db_setting_value(sd, sd->sd_default, &iv) == -1)
+			iv = 0;
+	}
+	return iv;
+}
+
+int
+db_settings_load_shm(sqlite3 *db, struct shm *shm)
+{
+	struct shm_hdr	*h = shm->shm_hdr;
+
+	atomic_store(&h->sh_strategy,
+	    db_setting_int(db, db_setting_def("poolStrategy")));
+	atomic_store(&h->sh_sticky_ttl,
+	    db_setting_int(db, db_setting_def("poolStickyTtl")));
+	atomic_store(&h->sh_queue_ms,
+	    db_setting_int(db, db_setting_def("poolQueueTimeout")) * 1000);
+	atomic_store(&h->sh_max_attempts,
+	    db_setting_int(db, db_setting_def("poolMaxAttempts")));
+	return 0;
+}
+
+struct json_object *
+db_settings_json(sqlite3 *db)
+{
+	const struct db_setting_def	*sd;
+	struct json_object		*o;
+	sqlite3_stmt			*st;
+	const char			*name, *val;
+	size_t				 i;
+	int				 iv;
+
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	for (i = 0; i < nitems(db_setting_defs); i++) {
+		sd = &db_setting_defs[i];
+		iv = db_setting_int(db, sd);
+		if (sd->sd_type == DST_STRATEGY)
+			json_object_object_add(o, sd->sd_name,
+			    json_object_new_string(pool_strategy_name(iv)));
+		else if (sd->sd_type == DST_BOOL)
+			json_object_object_add(o, sd->sd_name,
+			    json_object_new_boolean(iv));
+		else
+			json_object_object_add(o, sd->sd_name,
+			    json_object_new_int(iv));
+	}
+	if ((st = db_prepare(db, __func__,
+	    "SELECT name, value FROM settings ORDER BY name")) == NULL) {
+		json_object_put(o);
+		return NULL;
+	}
+	while (db_step(db, __func__, st) == 1) {
+		name = (const char *)sqlite3_column_text(st, 0);
+		val = (const char *)sqlite3_column_text(st, 1);
+		if (name == NULL || val == NULL || db_setting_secret(name) ||
+		    db_setting_def(name) != NULL)
+			continue;
+		json_object_object_add(o, name, json_object_new_string(val));
+	}
+	sqlite3_finalize(st);
+	return o;
 }
 
 static int
@@ -838,22 +2023,25 @@ db_accounts_load_shm(sqlite3 *db, struct shm *shm)
 {
 	sqlite3_stmt		*st = NULL;
 	struct shm_acct_meta	 m;
+	struct db_account	 a;
 	int64_t			*ids = NULL, *nids;
 	size_t			 n = 0, cap = 0;
 	char			*tok;
 	const void		*blob;
 	int			 r, slot, rv = 0;
+	int			 can_open = secret_has_private();
 
 	/*
 	 * As db_keys_load_shm: the read happens under sh_lock, so an
 	 * account added or deleted by a worker (which commits first and
 	 * then locks) is never undone by this older view. Slots of live
 	 * accounts are updated in place and keep the refresher's token.
+	 * A worker (no private key) fills new slots without a token: the
+	 * refresher renews them.
 	 */
 	shm_lock(shm);
-	if ((st = db_prepare(db, __func__, "SELECT id, enabled, label, region,"
-	    " profile_arn, access_token_enc, access_token_expires,"
-	    " refresh_requested FROM accounts ORDER BY id")) == NULL) {
+	if ((st = db_prepare(db, __func__, "SELECT " DB_ACCOUNT_COLS ","
+	    " access_token_enc FROM accounts ORDER BY id")) == NULL) {
 		rv = -1;
 		goto done;
 	}
@@ -876,22 +2064,17 @@ db_accounts_load_shm(sqlite3 *db, struct shm *shm)
 	shm_accts_retain_locked(shm, ids, n);
 	sqlite3_reset(st);
 	while ((r = db_step(db, __func__, st)) == 1) {
-		memset(&m, 0, sizeof(m));
-		m.am_id = sqlite3_column_int64(st, 0);
-		m.am_state = sqlite3_column_int(st, 1) ? ACCT_ENABLED :
-		    ACCT_DISABLED;
-		m.am_label = (const char *)sqlite3_column_text(st, 2);
-		m.am_region = (const char *)sqlite3_column_text(st, 3);
-		m.am_profile_arn = (const char *)sqlite3_column_text(st, 4);
+		db_account_row(st, &a);
+		db_account_meta(&a, &m);
 		tok = NULL;
-		if ((blob = sqlite3_column_blob(st, 5)) != NULL &&
-		    (tok = secret_decrypt(blob, (size_t)sqlite3_column_bytes(st,
-		    5), SECRET_AAD_ACCESS)) == NULL)
+		if (can_open && (blob = sqlite3_column_blob(st,
+		    DB_ACCOUNT_NCOLS)) != NULL && (tok = secret_decrypt(blob,
+		    (size_t)sqlite3_column_bytes(st, DB_ACCOUNT_NCOLS),
+		    SECRET_AAD_ACCESS)) == NULL)
 			log_warnx("%s: account %lld: stored access token "
 			    "unreadable; it will be renewed", __func__,
 			    (long long)m.am_id);
-		slot = shm_acct_put_locked(shm, &m, tok,
-		    sqlite3_column_int64(st, 6));
+		slot = shm_acct_put_locked(shm, &m, tok, a.a_expires);
 		secret_free(tok, 0);
 		if (slot == -1) {
 			log_warnx("%s: no free account slot for account %lld "
@@ -899,7 +2082,7 @@ db_accounts_load_shm(sqlite3 *db, struct shm *shm)
 			rv = -1;
 			continue;
 		}
-		if (sqlite3_column_int(st, 7))
+		if (a.a_refresh_requested)
 			atomic_store(&shm->shm_accts[slot].sa_refresh_wanted,
 			    SHM_REFRESH_FORCED);
 	}
@@ -968,7 +2151,7 @@ db_account_refreshed(sqlite3 *db, int64_t id, const char *access,
 {
 	sqlite3_stmt	*st = NULL;
 	struct buf	 ab, rb;
-	char		 hint[SECRET_HINT_MAX] = "";
+	char		 hint[SECRET_HINT_MAX] = "", hash[65] = "";
 	int		 r = -1;
 
 	buf_init(&ab);
@@ -976,8 +2159,11 @@ db_account_refreshed(sqlite3 *db, int64_t id, const char *access,
 	if (new_refresh != NULL && (*new_refresh == '\0' ||
 	    strlen(new_refresh) > DB_ACCOUNT_SECRET_MAX))
 		new_refresh = NULL;
-	if (new_refresh != NULL)
+	if (new_refresh != NULL) {
 		secret_hint(new_refresh, hint);
+		if (db_refresh_hash(new_refresh, hash) == -1)
+			goto done;
+	}
 	/* A new refresh token replaces the old in the same statement as
 	 * the access token: a crash cannot keep one without the other. */
 	if ((st = db_prepare(db, __func__, "UPDATE accounts SET"
@@ -985,6 +2171,8 @@ db_account_refreshed(sqlite3 *db, int64_t id, const char *access,
 	    " refresh_token_enc = COALESCE(?3, refresh_token_enc),"
 	    " refresh_token_hint = CASE WHEN ?3 IS NULL THEN"
 	    "  refresh_token_hint ELSE ?4 END,"
+	    " refresh_hash = CASE WHEN ?3 IS NULL THEN refresh_hash"
+	    "  ELSE ?8 END,"
 	    " profile_arn = CASE WHEN ?5 = '' THEN profile_arn ELSE ?5 END,"
 	    " last_error = '', refresh_requested = 0, last_refresh_at = ?6,"
 	    " updated_at = ?6,"
@@ -998,7 +2186,8 @@ db_account_refreshed(sqlite3 *db, int64_t id, const char *access,
 	    sqlite3_bind_text(st, 5, profile_arn ? profile_arn : "", -1,
 	    SQLITE_STATIC) ||
 	    sqlite3_bind_int64(st, 6, now_wall()) ||
-	    sqlite3_bind_int64(st, 7, id))
+	    sqlite3_bind_int64(st, 7, id) ||
+	    sqlite3_bind_text(st, 8, hash, -1, SQLITE_STATIC))
 		goto done;
 	r = db_finish(db, __func__, st);
 	st = NULL;

@@ -5,11 +5,15 @@
  * environment), so it finds the same database and pid file. It works on
  * the SQLite database directly, as one more process with its own
  * connection, and talks to the running master only through signals:
- * SIGHUP (reload), SIGTERM (stop) and SIGUSR2 (reload keys and accounts
- * from the database). Output is one record a line, fit for scripts;
- * lists get a header line only when stdout is a terminal.
+ * SIGHUP (reload), SIGTERM (stop) and SIGUSR2 (reload keys, accounts
+ * and settings from the database). It holds the secrets key, as the
+ * refresher does, so it signs accounts in (device authorization) and
+ * feeds, imports and exports them itself, blocking, without the
+ * daemon. Output is one record a line, fit for scripts; lists get a
+ * header line only when stdout is a terminal.
  */
 #include <sys/types.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +27,9 @@
 #include "qrelayd.h"
 
 #define PW_MIN		8
+
+static const char ctl_proxy_forms[] = "a proxy is http://, https://, "
+    "socks5:// or socks5h://[user:password@]host[:port]";
 
 static struct config	 ctl_cf;
 static const char	*ctl_file;	/* NULL: built-in defaults */
@@ -51,10 +58,21 @@ usage(void)
 	    "                  secret come from QRELAY_REFRESH_TOKEN and "
 	    "QRELAY_CLIENT_SECRET,\n"
 	    "                  the credential file, or stdin (one a line)\n"
+	    "  account login [-l label] [-p proxy] [-r region] "
+	    "[-u start-url]\n"
+	    "                  sign in through AWS device authorization "
+	    "and add it\n"
+	    "  account feed [-c] [file|-]  add accounts, one a line\n"
+	    "  account import file|-  add the accounts of a JSON export\n"
+	    "  account export [-s [-f]]  write the accounts as JSON\n"
+	    "  account set ID [-c max-concurrency] [-l label] "
+	    "[-m rpm] [-p proxy | -P]\n"
 	    "  account list    list upstream accounts\n"
 	    "  account rm ID   delete an upstream account\n"
 	    "  account enable ID, account disable ID\n"
-	    "  account refresh ID  renew its access token now and wait\n");
+	    "  account refresh ID  renew its access token now and wait\n"
+	    "  set [NAME VALUE]  show the settings, or change one "
+	    "(poolStrategy ...)\n");
 	exit(2);
 }
 
@@ -105,8 +123,9 @@ ctl_signal(pid_t pid, int sig)
 		die("kill %d: %s", (int)pid, strerror(errno));
 }
 
-/* Keys and accounts live in the master's shared table: ask it to
- * reload them, when it runs. Without a daemon there is nothing to do. */
+/* Keys, accounts and settings live in the master's shared table: ask
+ * it to reload them, when it runs. Without a daemon there is nothing
+ * to do: it reads the database at its start. */
 static void
 ctl_notify_tables(void)
 {
@@ -124,17 +143,23 @@ ctl_time(int64_t t, char out[32])
 	return fmt_iso8601(t, out) ? out : "-";
 }
 
-/* A field of a tab-separated line: no tab or newline may leak in. */
+/* A field of a tab-separated line: no tab, newline or terminal
+ * escape may leak in. */
 static void
-ctl_field(const char *s)
+ctl_fieldf(FILE *fp, const char *s)
 {
 	if (*s == '\0') {
-		fputc('-', stdout);
+		fputc('-', fp);
 		return;
 	}
 	for (; *s; s++)
-		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s,
-		    stdout);
+		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s, fp);
+}
+
+static void
+ctl_field(const char *s)
+{
+	ctl_fieldf(stdout, s);
 }
 
 /* ---- status */
@@ -451,18 +476,48 @@ ctl_key_rm(const char *arg)
 
 /* ---- accounts */
 
+/*
+ * The state shown, from the database alone (db_account_meta, as the
+ * daemon loads it): a live cooldown is known only to the running
+ * daemon (GET /v2/accounts), but being exhausted is kept in the row
+ * until the usage resets.
+ */
+static const char *
+ctl_account_state(const struct db_account *a, int64_t now, int64_t *until)
+{
+	struct shm_acct_meta	 m;
+
+	db_account_meta(a, &m);
+	*until = 0;
+	if (m.am_state == ACCT_ENABLED && m.am_exhausted_until > now) {
+		*until = m.am_exhausted_until;
+		return shm_acct_state_name(ACCT_EXHAUSTED);
+	}
+	return shm_acct_state_name(m.am_state);
+}
+
+/* Credits are kept x 1000. */
+static const char *
+ctl_credits(int64_t v, char out[32])
+{
+	snprintf(out, 32, "%lld.%03lld", (long long)(v / 1000),
+	    (long long)(v % 1000));
+	return out;
+}
+
 static int
 ctl_account_print(const struct db_account *a, void *arg)
 {
-	char	 t[32];
+	char		 t[32], c1[32], c2[32], px[SHM_PROXY_MAX];
+	const char	*state;
+	int64_t		 until;
 
+	state = ctl_account_state(a, now_wall(), &until);
 	printf("%lld\t", (long long)a->a_id);
 	ctl_field(a->a_type);
 	fputc('\t', stdout);
 	ctl_field(a->a_label);
-	fputc('\t', stdout);
-	ctl_field(a->a_state);
-	printf("\t%s\t%s\t", a->a_enabled ? "yes" : "no",
+	printf("\t%s\t%s\t%s\t", state, a->a_enabled ? "yes" : "no",
 	    ctl_time(a->a_expires, t));
 	ctl_field(a->a_last_error);
 	fputc('\t', stdout);
@@ -470,6 +525,32 @@ ctl_account_print(const struct db_account *a, void *arg)
 	fputc('\t', stdout);
 	/* a hint of the refresh token, never more */
 	ctl_field(a->a_refresh_hint);
+	/* the pool's columns come last: scripts that cut the first nine
+	 * keep working */
+	printf("\t%s\t", ctl_time(until, t));
+	if (a->a_usage_checked == 0)
+		fputc('-', stdout);
+	else if (a->a_usage_limit == 0)
+		printf("%s/-", ctl_credits(a->a_usage_used, c1));
+	else
+		printf("%s/%s", ctl_credits(a->a_usage_used, c1),
+		    ctl_credits(a->a_usage_limit, c2));
+	printf("\t%s\t", ctl_time(a->a_usage_reset, t));
+	if (a->a_max_inflight == 0 && a->a_rpm == 0)
+		fputc('-', stdout);
+	else {
+		if (a->a_max_inflight != 0)
+			printf("%d/", a->a_max_inflight);
+		else
+			fputs("-/", stdout);
+		if (a->a_rpm != 0)
+			printf("%d", a->a_rpm);
+		else
+			fputc('-', stdout);
+	}
+	fputc('\t', stdout);
+	db_proxy_mask(a->a_proxy, px, sizeof(px));
+	ctl_field(px);
 	fputc('\n', stdout);
 	return 0;
 }
@@ -479,7 +560,8 @@ ctl_account_list(const char *unused)
 {
 	if (isatty(STDOUT_FILENO))
 		printf("ID\tTYPE\tLABEL\tSTATE\tENABLED\tEXPIRES\tLAST_ERROR"
-		    "\tREGION\tREFRESH_TOKEN\n");
+		    "\tREGION\tREFRESH_TOKEN\tUNTIL\tUSAGE\tRESET\tCAPS"
+		    "\tPROXY\n");
 	if (db_account_list(ctl_db, ctl_account_print, NULL) != 0)
 		die("cannot read the accounts");
 	return 0;
@@ -714,10 +796,12 @@ ctl_account_rm(const char *arg)
 static int
 ctl_account_set_enabled(const char *arg, int enabled)
 {
-	int64_t	 id = ctl_parse_id(arg);
+	struct db_account_patch	 ap;
+	int64_t			 id = ctl_parse_id(arg);
 
-	return ctl_changed(db_account_update(ctl_db, id, enabled, NULL),
-	    "account", id);
+	db_account_patch_init(&ap);
+	ap.ap_enabled = enabled;
+	return ctl_changed(db_account_update(ctl_db, id, &ap), "account", id);
 }
 
 static int
@@ -782,6 +866,596 @@ ctl_account_refresh(const char *arg)
 	return 0;
 }
 
+/* ---- account set */
+
+#define CTL_CAP_MAX	1000000	/* as db_account_update takes */
+
+static int
+ctl_parse_int(const char *s, int min, int max, const char *what)
+{
+	char	*end;
+	long	 v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		die("%s is a number from %d to %d", what, min, max);
+	return (int)v;
+}
+
+static int
+ctl_account_set(const char *unused)
+{
+	struct db_account_patch	 ap;
+	int64_t			 id;
+	int			 ch, n = 0;
+
+	db_account_patch_init(&ap);
+	optind = 0;
+	while ((ch = getopt(ctl_argc, ctl_argv, "c:l:m:p:P")) != -1) {
+		switch (ch) {
+		case 'c':
+			ap.ap_max_inflight = ctl_parse_int(optarg, 0,
+			    CTL_CAP_MAX, "the concurrency cap (-c)");
+			break;
+		case 'l':
+			ap.ap_label = optarg;
+			break;
+		case 'm':
+			ap.ap_rpm = ctl_parse_int(optarg, 0, CTL_CAP_MAX,
+			    "the requests per minute (-m)");
+			break;
+		case 'p':
+		case 'P':
+			if (ap.ap_proxy != NULL)
+				usage();
+			ap.ap_proxy = ch == 'p' ? optarg : "";
+			break;
+		default:
+			usage();
+		}
+		n++;
+	}
+	if (optind + 1 != ctl_argc || n == 0)
+		usage();
+	id = ctl_parse_id(ctl_argv[optind]);
+	if (ap.ap_label != NULL && !db_account_label_ok(ap.ap_label))
+		die("a label is at most 127 bytes, no control characters");
+	/* never echo the proxy back: it may hold a password */
+	if (ap.ap_proxy != NULL && !db_account_proxy_ok(ap.ap_proxy))
+		die("%s", ctl_proxy_forms);
+	return ctl_changed(db_account_update(ctl_db, id, &ap), "account", id);
+}
+
+/* ---- account feed, import, export */
+
+#define CTL_INPUT_MAX	(64 << 20)
+
+static const char *const ctl_json_secrets[] = { "accessToken",
+	"refreshToken", "clientSecret", NULL };
+
+/* The whole of path ("-": stdin) in b, NUL-terminated. It holds
+ * secrets: the caller zeroes it with ctl_input_free. */
+static void
+ctl_input_read(const char *path, struct buf *b)
+{
+	struct stat	 sb;
+	ssize_t		 r;
+	int		 fd = STDIN_FILENO;
+
+	buf_init(b);
+	if (strcmp(path, "-") != 0 &&
+	    (fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		die("%s: %s", path, strerror(errno));
+	/* a file's size up front: no realloc leaves a copy behind */
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	    sb.st_size < CTL_INPUT_MAX &&
+	    buf_reserve(b, (size_t)sb.st_size + 1) == -1)
+		die("out of memory");
+	for (;;) {
+		if (buf_reserve(b, 1) == -1)
+			die("out of memory");
+		r = read(fd, b->b_data + b->b_len, b->b_cap - b->b_len - 1);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			die("%s: %s", path, strerror(errno));
+		if (r == 0)
+			break;
+		if ((b->b_len += (size_t)r) > CTL_INPUT_MAX)
+			die("%s: larger than %d bytes", path, CTL_INPUT_MAX);
+	}
+	b->b_data[b->b_len] = '\0';
+	if (fd != STDIN_FILENO)
+		close(fd);
+}
+
+static void
+ctl_input_free(struct buf *b)
+{
+	if (b->b_data != NULL)
+		explicit_bzero(b->b_data, b->b_cap);
+	buf_free(b);
+}
+
+/* What became of a line of a feed: the names of the API's report. */
+enum ctl_outcome { CO_ADD = 0, CO_ADDED, CO_DUPLICATE, CO_INVALID,
+	CO_REFUSED, CO_FAILED };
+static const char *const ctl_outcomes[] = { "pending", "added",
+	"duplicate", "invalid", "refused", "failed" };
+
+struct ctl_line {
+	int			 cl_no;		/* from 1 */
+	struct json_object	*cl_o;
+	struct db_account_new	 cl_an;
+	struct auth_tokens	 cl_at;		/* -c: the renewal */
+	int			 cl_outcome;
+	int64_t			 cl_id;		/* added, or duplicated */
+	int			 cl_dup_line;	/* or: an earlier line's */
+	char			 cl_why[192];
+};
+
+/* Is cl's refresh token in lines[0..n) (still to be added) or in the
+ * database? */
+static void
+ctl_feed_dup(struct ctl_line *lines, int n, struct ctl_line *cl)
+{
+	const char	*rt = cl->cl_an.an_refresh_token;
+	int64_t		 id;
+	int		 i;
+
+	for (i = 0; i < n; i++)
+		if (lines[i].cl_outcome == CO_ADD &&
+		    strcmp(lines[i].cl_an.an_refresh_token, rt) == 0) {
+			cl->cl_outcome = CO_DUPLICATE;
+			cl->cl_dup_line = lines[i].cl_no;
+			return;
+		}
+	if ((id = db_account_find_refresh(ctl_db, rt)) == -1)
+		die("cannot read the accounts");
+	if (id > 0) {
+		cl->cl_outcome = CO_DUPLICATE;
+		cl->cl_id = id;
+	}
+}
+
+/* -c: renew the token once, as the refresher would, before it is
+ * stored. A renewal may rotate the token: the new one is kept. */
+static void
+ctl_feed_check(struct ctl_line *cl)
+{
+	struct db_account_new	*an = &cl->cl_an;
+	struct auth_tokens	*at = &cl->cl_at;
+	int			 r;
+
+	if (strcmp(an->an_type, "idc") == 0)
+		r = oidc_refresh(&ctl_cf, an->an_region, an->an_proxy,
+		    an->an_client_id, an->an_client_secret,
+		    an->an_refresh_token, at);
+	else
+		r = kiro_refresh(&ctl_cf, an->an_region, an->an_proxy,
+		    an->an_refresh_token, at);
+	if (r != AUTH_OK) {
+		cl->cl_outcome = r == AUTH_REVOKED ? CO_REFUSED : CO_FAILED;
+		strlcpy_qr(cl->cl_why, at->at_error, sizeof(cl->cl_why));
+		return;
+	}
+	an->an_access_token = at->at_access;
+	an->an_expires = at->at_expires;
+	if (at->at_refresh != NULL)
+		an->an_refresh_token = at->at_refresh;
+	if ((an->an_profile_arn == NULL || *an->an_profile_arn == '\0') &&
+	    at->at_profile_arn[0] != '\0')
+		an->an_profile_arn = at->at_profile_arn;
+}
+
+/*
+ * Lines are parsed and looked up first, renewed (-c) outside any
+ * transaction since that waits on the network, then added in one
+ * transaction: a feed is stored whole or not at all.
+ */
+static int
+ctl_account_feed(const char *unused)
+{
+	struct buf		 in;
+	struct ctl_line		*lines, *cl;
+	const char		*path = "-";
+	char			*p, *next;
+	int			 ch, check = 0, i, n = 0, no, nlines = 1;
+	int			 counts[nitems(ctl_outcomes)];
+	int64_t			 id;
+
+	optind = 0;
+	while ((ch = getopt(ctl_argc, ctl_argv, "c")) != -1) {
+		switch (ch) {
+		case 'c':
+			check = 1;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind < ctl_argc)
+		path = ctl_argv[optind++];
+	if (optind != ctl_argc)
+		usage();
+	if (secret_init(ctl_cf.cf_db_path, 1) == -1)
+		die("no secrets key beside %s", ctl_cf.cf_db_path);
+	ctl_input_read(path, &in);
+	for (p = in.b_data; (p = strchr(p, '\n')) != NULL; p++)
+		nlines++;
+	if ((lines = calloc((size_t)nlines, sizeof(*lines))) == NULL)
+		die("out of memory");
+
+	for (p = in.b_data, no = 1; p != NULL; p = next, no++) {
+		if ((next = strchr(p, '\n')) != NULL)
+			*next++ = '\0';
+		p[strcspn(p, "\r")] = '\0';
+		p += strspn(p, " \t");
+		if (*p == '\0' || *p == '#')
+			continue;
+		cl = &lines[n++];
+		cl->cl_no = no;
+		if (db_account_parse(p, &cl->cl_o, &cl->cl_an, cl->cl_why,
+		    sizeof(cl->cl_why)) == -1) {
+			cl->cl_outcome = CO_INVALID;
+			continue;
+		}
+		if (cl->cl_an.an_region == NULL || *cl->cl_an.an_region == '\0')
+			cl->cl_an.an_region = ctl_cf.cf_region;
+		ctl_feed_dup(lines, n - 1, cl);
+	}
+	for (i = 0; check && i < n; i++)
+		if (lines[i].cl_outcome == CO_ADD)
+			ctl_feed_check(&lines[i]);
+
+	if (sqlite3_exec(ctl_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		die("cannot write the database: %s", sqlite3_errmsg(ctl_db));
+	for (i = 0; i < n; i++) {
+		cl = &lines[i];
+		if (cl->cl_outcome != CO_ADD)
+			continue;
+		/* the daemon may have added it since we looked */
+		ctl_feed_dup(NULL, 0, cl);
+		if (cl->cl_outcome != CO_ADD)
+			continue;
+		if ((id = db_account_add(ctl_db, &cl->cl_an)) == -1) {
+			cl->cl_outcome = CO_FAILED;
+			strlcpy_qr(cl->cl_why, "the database refused it",
+			    sizeof(cl->cl_why));
+		} else {
+			cl->cl_outcome = CO_ADDED;
+			cl->cl_id = id;
+		}
+	}
+	if (sqlite3_exec(ctl_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_exec(ctl_db, "ROLLBACK", NULL, NULL, NULL);
+		die("cannot write the database; no account was added");
+	}
+
+	memset(counts, 0, sizeof(counts));
+	for (i = 0; i < n; i++) {
+		cl = &lines[i];
+		counts[cl->cl_outcome]++;
+		printf("line %d: %s", cl->cl_no, ctl_outcomes[cl->cl_outcome]);
+		if (cl->cl_outcome == CO_ADDED)
+			printf(" id %lld\n", (long long)cl->cl_id);
+		else if (cl->cl_outcome == CO_DUPLICATE && cl->cl_dup_line)
+			printf(" of line %d\n", cl->cl_dup_line);
+		else if (cl->cl_outcome == CO_DUPLICATE)
+			printf(" of id %lld\n", (long long)cl->cl_id);
+		else {
+			fputs(": ", stdout);
+			ctl_field(cl->cl_why);
+			fputc('\n', stdout);
+		}
+		if (cl->cl_o != NULL) {
+			oidc_json_scrub(cl->cl_o, ctl_json_secrets);
+			json_object_put(cl->cl_o);
+		}
+		oidc_tokens_free(&cl->cl_at);
+	}
+	free(lines);
+	ctl_input_free(&in);
+	fprintf(stderr, "qrelayctl: added %d, duplicates %d, not added %d\n",
+	    counts[CO_ADDED], counts[CO_DUPLICATE],
+	    n - counts[CO_ADDED] - counts[CO_DUPLICATE]);
+	if (counts[CO_ADDED] > 0)
+		ctl_notify_tables();
+	return n == counts[CO_ADDED] + counts[CO_DUPLICATE] ? 0 : 1;
+}
+
+static int
+ctl_account_import(const char *path)
+{
+	struct buf		 in;
+	struct json_object	*rep = NULL, *e, *v;
+	const char		*status;
+	char			 err[256];
+	size_t			 i, n;
+	int			 r, dup, added = 0, bad = 0;
+
+	if (secret_init(ctl_cf.cf_db_path, 1) == -1)
+		die("no secrets key beside %s", ctl_cf.cf_db_path);
+	ctl_input_read(path, &in);
+	r = db_accounts_import(ctl_db, in.b_data, in.b_len, &rep, err,
+	    sizeof(err));
+	ctl_input_free(&in);
+	if (r != 0)
+		die("%s: %s; nothing was imported", path, err);
+	n = json_object_array_length(rep);
+	for (i = 0; i < n; i++) {
+		e = json_object_array_get_idx(rep, i);
+		status = json_object_object_get_ex(e, "status", &v) ?
+		    json_object_get_string(v) : "failed";
+		printf("entry %d: ", json_object_object_get_ex(e, "index", &v) ?
+		    json_object_get_int(v) : (int)i);
+		ctl_field(status);
+		dup = strcmp(status, "duplicate") == 0;
+		if (strcmp(status, "added") == 0)
+			added++;
+		else if (!dup)
+			bad++;
+		if (json_object_object_get_ex(e, "id", &v))
+			printf(dup ? " of id %lld" : " id %lld",
+			    (long long)json_object_get_int64(v));
+		else if (json_object_object_get_ex(e, "error", &v)) {
+			fputs(": ", stdout);
+			ctl_field(json_object_get_string(v));
+		}
+		fputc('\n', stdout);
+	}
+	json_object_put(rep);
+	if (added > 0)
+		ctl_notify_tables();
+	return bad > 0;
+}
+
+static int
+ctl_account_export(const char *unused)
+{
+	struct buf	 out;
+	int		 ch, secrets = 0, force = 0;
+
+	optind = 0;
+	while ((ch = getopt(ctl_argc, ctl_argv, "fs")) != -1) {
+		switch (ch) {
+		case 'f':
+			force = 1;
+			break;
+		case 's':
+			secrets = 1;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != ctl_argc)
+		usage();
+	if (secrets && !force && isatty(STDOUT_FILENO))
+		die("refusing to write secrets to a terminal: redirect the "
+		    "output, or add -f");
+	if (secrets && secret_init(ctl_cf.cf_db_path, 0) == -1)
+		die("no secrets key beside %s", ctl_cf.cf_db_path);
+	buf_init(&out);
+	if (db_accounts_export(ctl_db, secrets, &out) == -1)
+		die("cannot export the accounts");
+	fwrite(out.b_data, 1, out.b_len, stdout);
+	if (out.b_len == 0 || out.b_data[out.b_len - 1] != '\n')
+		fputc('\n', stdout);
+	fflush(stdout);
+	ctl_input_free(&out);
+	return 0;
+}
+
+/* ---- account login: AWS device authorization */
+
+static volatile sig_atomic_t ctl_stopped;
+
+static void
+ctl_on_stop(int sig)
+{
+	ctl_stopped = 1;
+}
+
+/* Sleep s seconds, or until ^C. */
+static void
+ctl_nap(int s)
+{
+	int64_t	 end = now_ms() + (int64_t)s * 1000;
+
+	while (!ctl_stopped && now_ms() < end)
+		usleep(100 * 1000);
+}
+
+static int
+ctl_account_login(const char *unused)
+{
+	struct oidc_client	 oc;
+	struct oidc_device	 od;
+	struct auth_tokens	 at;
+	struct db_account_new	 an;
+	struct sigaction	 sa;
+	const char		*region = ctl_cf.cf_region, *proxy = NULL;
+	const char		*start_url = ctl_cf.cf_start_url, *label = NULL;
+	const char		*why = NULL;
+	char			 err[256];
+	int			 ch, cached, interval, r, rv = 1;
+	int64_t			 id;
+
+	memset(&oc, 0, sizeof(oc));
+	memset(&od, 0, sizeof(od));
+	memset(&at, 0, sizeof(at));
+	optind = 0;
+	while ((ch = getopt(ctl_argc, ctl_argv, "l:p:r:u:")) != -1) {
+		switch (ch) {
+		case 'l': label = optarg; break;
+		case 'p': proxy = optarg; break;
+		case 'r': region = optarg; break;
+		case 'u': start_url = optarg; break;
+		default: usage();
+		}
+	}
+	if (optind != ctl_argc)
+		usage();
+	if (label != NULL && !db_account_label_ok(label))
+		die("a label is at most 127 bytes, no control characters");
+	if (!db_account_region_ok(region))
+		die("bad region: %s", region);
+	if (proxy != NULL && !db_account_proxy_ok(proxy))
+		die("%s", ctl_proxy_forms);
+	if (secret_init(ctl_cf.cf_db_path, 1) == -1)
+		die("no secrets key beside %s", ctl_cf.cf_db_path);
+	/* no SA_RESTART: ^C ends a wait at once, and we clean up */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = ctl_on_stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	/* The registration (about 90 days) is kept for the next login and
+	 * the refresher's device jobs; one the upstream no longer knows
+	 * is replaced, once. */
+	for (cached = oidc_client_load(ctl_db, region, &oc) == 1;;
+	    cached = 0) {
+		if (!cached) {
+			if (oidc_register(&ctl_cf, region, proxy, &oc, err,
+			    sizeof(err)) != AUTH_OK)
+				die("cannot register a client: %s", err);
+			if (oidc_client_store(ctl_db, region, &oc) == -1)
+				fprintf(stderr, "qrelayctl: cannot keep the "
+				    "client registration\n");
+		}
+		if (oidc_device_start(&ctl_cf, region, proxy, &oc, start_url,
+		    &od, err, sizeof(err)) == AUTH_OK)
+			break;
+		if (!cached)
+			die("cannot start the device authorization: %s", err);
+		oidc_client_free(&oc);
+	}
+	fputs("Open this address in a browser and sign in:\n\n    ", stderr);
+	ctl_fieldf(stderr, od.od_uri_complete[0] ? od.od_uri_complete :
+	    od.od_uri);
+	fputs("\n\nThe page should show the code ", stderr);
+	ctl_fieldf(stderr, od.od_user_code);
+	fprintf(stderr, ".\nqrelayctl: waiting for the approval, at most %lld "
+	    "s (^C stops)\n", (long long)(od.od_expires - now_wall()));
+
+	for (interval = od.od_interval > 0 ? od.od_interval : 5;;) {
+		ctl_nap(interval);
+		if (ctl_stopped) {
+			why = "interrupted";
+			break;
+		}
+		if (now_wall() >= od.od_expires) {
+			why = "the code expired before it was approved";
+			break;
+		}
+		oidc_tokens_free(&at);
+		r = oidc_device_poll(&ctl_cf, region, proxy, &oc, &od, &at);
+		if (r == AUTH_OK || r == AUTH_PENDING)
+			;
+		else if (r == AUTH_SLOW_DOWN)
+			interval += 5;
+		else if (r == AUTH_EXPIRED)
+			why = "the code expired";
+		else if (r == AUTH_DENIED)
+			why = "the sign-in was denied";
+		else if (at.at_status == 0 || at.at_status >= 500)
+			/* a hiccup must not lose a sign-in in progress */
+			fprintf(stderr, "qrelayctl: %s; polling again\n",
+			    at.at_error);
+		else
+			why = at.at_error[0] ? at.at_error : "refused";
+		if (r == AUTH_OK || why != NULL)
+			break;
+	}
+	if (why == NULL && at.at_refresh == NULL)
+		why = "the answer holds no refresh token";
+	if (why != NULL) {
+		fprintf(stderr, "qrelayctl: no account added: ");
+		ctl_fieldf(stderr, why);
+		fputc('\n', stderr);
+		goto done;
+	}
+	memset(&an, 0, sizeof(an));
+	an.an_type = "idc";
+	an.an_label = label;
+	an.an_region = region;
+	an.an_client_id = oc.oc_client_id;
+	an.an_client_secret = oc.oc_client_secret;
+	an.an_refresh_token = at.at_refresh;
+	an.an_enabled = 1;
+	an.an_proxy = proxy;
+	an.an_profile_arn = at.at_profile_arn;
+	an.an_access_token = at.at_access;
+	an.an_expires = at.at_expires;
+	if ((id = db_account_add(ctl_db, &an)) == -1) {
+		fprintf(stderr, "qrelayctl: cannot add the account\n");
+		goto done;
+	}
+	/* stdout holds the id alone, as for account add */
+	printf("%lld\n", (long long)id);
+	fprintf(stderr, "qrelayctl: account %lld added\n", (long long)id);
+	ctl_notify_tables();
+	rv = 0;
+ done:
+	oidc_tokens_free(&at);
+	oidc_device_free(&od);
+	oidc_client_free(&oc);
+	return rv;
+}
+
+/* ---- settings */
+
+/* The settings rows, as GET /v2/settings shows them. */
+static int
+ctl_settings_show(const char *unused)
+{
+	struct json_object	*o;
+
+	if ((o = db_settings_json(ctl_db)) == NULL)
+		die("cannot read the settings");
+	json_object_object_foreach(o, name, v) {
+		ctl_field(name);
+		fputc('\t', stdout);
+		ctl_field(json_object_get_string(v));
+		fputc('\n', stdout);
+	}
+	json_object_put(o);
+	return 0;
+}
+
+/*
+ * VALUE is taken as JSON (30, true), else as a string (weighted), and
+ * checked as PUT /v2/settings checks it. SIGUSR2, not SIGHUP: the
+ * master reloads the settings with the tables, and a setting should
+ * not also bring in a configuration file someone is still editing.
+ */
+static int
+ctl_set(const char *unused)
+{
+	struct json_object	*v;
+	char			 out[256];
+	int			 r;
+
+	if (ctl_argc != 3)
+		usage();
+	if ((v = json_tokener_parse(ctl_argv[2])) == NULL &&
+	    (v = json_object_new_string(ctl_argv[2])) == NULL)
+		die("out of memory");
+	r = db_setting_check(ctl_argv[1], v, out, sizeof(out));
+	json_object_put(v);
+	if (r == 0)
+		die("no setting named %s", ctl_argv[1]);
+	if (r == -1)
+		die("%s", out);
+	if (db_setting_set(ctl_db, ctl_argv[1], out) == -1)
+		die("cannot store the setting");
+	ctl_notify_tables();
+	return 0;
+}
+
 static const struct ctl_cmd {
 	const char	*cm_word;
 	const char	*cm_sub;	/* second word, or NULL */
@@ -802,6 +1476,13 @@ static const struct ctl_cmd {
 	{ "account",	"enable", 1, 1, ctl_account_enable },
 	{ "account",	"disable", 1, 1, ctl_account_disable },
 	{ "account",	"refresh", 1, 1, ctl_account_refresh },
+	{ "account",	"login", -1, 1, ctl_account_login },
+	{ "account",	"feed", -1, 1, ctl_account_feed },
+	{ "account",	"import", 1, 1, ctl_account_import },
+	{ "account",	"export", -1, 1, ctl_account_export },
+	{ "account",	"set", -1, 1, ctl_account_set },
+	{ "set",	NULL,	0, 1, ctl_settings_show },
+	{ "set",	NULL,	-1, 1, ctl_set },
 };
 
 int

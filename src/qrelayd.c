@@ -286,6 +286,10 @@ prepare_storage(struct config *c, int print_password)
 	 * only its public half, the logger nothing) */
 	if (secret_init(c->cf_db_path, 1) == -1)
 		goto done;
+	/* accounts from before refresh tokens were hashed: duplicates of
+	 * them are found from now on */
+	if (db_accounts_hash_backfill(db) == -1)
+		log_warnx("could not hash the refresh tokens of old accounts");
 	rv = 0;
  done:
 	db_close(db);
@@ -305,9 +309,9 @@ prepare_storage(struct config *c, int print_password)
 }
 
 /*
- * Keys and accounts are rebuilt from SQLite, the durable truth: at
- * start, before the first fork, and on SIGUSR2 (qrelayctl changed the
- * database) and SIGHUP. The refresher is woken to renew what the
+ * Keys, accounts and the pool settings are rebuilt from SQLite, the
+ * durable truth: at start, before the first fork, and on SIGUSR2
+ * (qrelayctl changed the database) and SIGHUP. The refresher is woken to renew what the
  * reload brought in (new accounts, qrelayctl account refresh).
  */
 static void
@@ -327,7 +331,10 @@ master_reload_tables(void)
 		log_warnx("reload tables: accounts not fully reloaded");
 	else
 		log_info("accounts reloaded from the database");
+	if (db_settings_load_shm(db, &shm) == -1)
+		log_warnx("reload tables: settings not reloaded");
 	db_close(db);
+	pool_weights_build(&shm);
 	pool_wake_refresher(&shm);
 }
 

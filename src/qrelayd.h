@@ -131,6 +131,9 @@ struct config {
 	char	 cf_q_endpoint[256];
 	char	 cf_oidc_endpoint[256];
 	char	 cf_kiro_auth_endpoint[256];
+	char	 cf_start_url[256];	/* device flow's startUrl */
+	int	 cf_refresh_parallel;	/* renewals at once (refresher) */
+	int	 cf_usage_interval;	/* s between getUsageLimits, 0 never */
 	int	 cf_connect_timeout;
 	int	 cf_first_byte_timeout;
 	int	 cf_idle_timeout;
@@ -183,7 +186,7 @@ void	 child_signals_block(sigset_t *waitmask);
 /* shm.c: the shared table                                              */
 
 #define SHM_MAGIC		0x51524c59u	/* "QRLY" */
-#define SHM_LAYOUT		3
+#define SHM_LAYOUT		4
 #define SHM_TOKEN_MAX		2048	/* access token bytes, NUL incl. */
 
 enum proc_role { ROLE_NONE = 0, ROLE_MASTER, ROLE_WORKER, ROLE_REFRESHER,
@@ -213,8 +216,17 @@ struct shm_proc {
 	_Atomic uint64_t sp_tokens_out;
 } __attribute__((aligned(64)));
 
+/*
+ * Account states. ACCT_COOLDOWN and ACCT_EXHAUSTED are never stored in
+ * sa_state: an enabled slot whose sa_cooldown_until (or
+ * sa_exhausted_until) lies ahead is shown so (pool_acct_state).
+ * ACCT_SUSPENDED (the upstream said TEMPORARILY_SUSPENDED) and
+ * ACCT_REFRESH_FAILED are stored; a person's enable clears them.
+ */
 enum acct_state { ACCT_EMPTY = 0, ACCT_ENABLED, ACCT_DISABLED,
 	ACCT_COOLDOWN, ACCT_EXHAUSTED, ACCT_SUSPENDED, ACCT_REFRESH_FAILED };
+
+#define SHM_PROXY_MAX		256	/* proxy URL bytes, NUL incl. */
 
 /* Account slot. The token fields are written only by the refresher,
  * under the slot's seqlock (sa_seq odd while a write is in progress). */
@@ -225,15 +237,34 @@ struct shm_acct {
 	char		 sa_label[64];
 	char		 sa_region[32];
 	char		 sa_profile_arn[160];
+	char		 sa_proxy[SHM_PROXY_MAX];	/* "" direct */
 	char		 sa_token[SHM_TOKEN_MAX];
 	int64_t		 sa_expires;		/* wall seconds */
 	_Atomic uint32_t sa_token_gen;
 	_Atomic int32_t	 sa_refresh_wanted;	/* SHM_REFRESH_* */
 	_Atomic int32_t	 sa_refresh_pid;	/* refresher renewing it, 0 */
-	_Atomic int32_t	 sa_inflight;
-	_Atomic int64_t	 sa_cooldown_until;
+	_Atomic int32_t	 sa_usage_wanted;	/* poll getUsageLimits now */
+	/* caps from the account's row, 0 = none */
+	_Atomic int32_t	 sa_max_inflight;
+	_Atomic int32_t	 sa_rpm;
+	/* hot: every pick and release */
+	_Atomic int32_t	 sa_inflight __attribute__((aligned(64)));
+	_Atomic int64_t	 sa_rpm_tat;		/* GCRA: us, CLOCK_MONOTONIC */
+	_Atomic int64_t	 sa_cooldown_until;	/* wall seconds */
+	_Atomic int32_t	 sa_cooldown_streak;	/* 429s in a row */
+	_Atomic int64_t	 sa_exhausted_until;	/* wall seconds */
+	_Atomic int64_t	 sa_last_used;		/* wall seconds */
+	/* usage, from getUsageLimits (the refresher), credits x 1000 */
+	_Atomic int64_t	 sa_usage_used;
+	_Atomic int64_t	 sa_usage_limit;	/* 0 unknown */
+	_Atomic int64_t	 sa_usage_reset;	/* wall seconds, 0 unknown */
+	_Atomic int64_t	 sa_usage_checked;	/* wall seconds */
+	/* counters since the slot was filled */
 	_Atomic uint64_t sa_requests;
 	_Atomic uint64_t sa_errors;
+	_Atomic uint64_t sa_tokens_in;
+	_Atomic uint64_t sa_tokens_out;
+	_Atomic uint64_t sa_credits;		/* x 1000000 */
 	char		 sa_last_error[128];
 } __attribute__((aligned(64)));
 
@@ -241,6 +272,71 @@ struct shm_acct {
  * refresher's backoff applies), or an admin asked (it does not). */
 #define SHM_REFRESH_WANTED	1
 #define SHM_REFRESH_FORCED	2
+
+/*
+ * Stickiness: a conversation (pool_pick's key) keeps its account while
+ * that account can serve. An open-addressed table of SHM_STICKY
+ * entries; an entry is (key, slot, id, last use), each word atomic, and
+ * a torn entry only costs a fresh pick (the id is checked).
+ */
+#define SHM_STICKY		16384
+struct shm_sticky {
+	_Atomic uint64_t ss_key;		/* 0 free */
+	_Atomic int64_t	 ss_id;
+	_Atomic int32_t	 ss_slot;
+	_Atomic int64_t	 ss_used;		/* wall seconds */
+};
+
+/*
+ * Weighted selection: the refresher publishes, after each usage poll,
+ * a cumulative table of the enabled slots' weights (remaining quota) in
+ * one of two buffers and flips sh_wt_cur; a worker draws a number
+ * below the last sw_cum and binary-searches it.
+ */
+struct shm_weight {
+	uint32_t	 sw_slot;
+	uint32_t	 sw_pad;
+	uint64_t	 sw_cum;		/* running sum, this entry incl. */
+};
+
+/*
+ * Jobs a worker hands to the refresher (the one process that may open
+ * the secrets): an AWS device authorization, a feed of refresh tokens
+ * to check and add, a full export. The worker claims a free entry
+ * under sh_lock, fills the request, sets SJ_REQUESTED and wakes the
+ * refresher (pool_wake_refresher); the refresher moves it on and
+ * writes results here (small) or to a file next to the database
+ * (shm_job_path: feed input, feed report, export). Entries left
+ * finished for SHM_JOB_KEEP seconds are freed with their files.
+ */
+#define SHM_JOBS		32
+#define SHM_JOB_KEEP		900
+enum shm_job_kind { SJK_DEVICE = 1, SJK_FEED, SJK_EXPORT };
+enum shm_job_state { SJ_FREE = 0, SJ_CLAIMED, SJ_REQUESTED, SJ_RUNNING,
+	SJ_PENDING /* device: the user has to approve */, SJ_DONE,
+	SJ_EXPIRED, SJ_DENIED, SJ_FAILED };
+struct shm_job {
+	_Atomic int32_t	 sj_state;
+	int32_t		 sj_kind;
+	char		 sj_id[37];		/* uuid, the API's :id */
+	int64_t		 sj_created;		/* wall seconds */
+	int64_t		 sj_finished;		/* wall seconds, 0 running */
+	/* device request */
+	char		 sj_label[128];
+	char		 sj_region[32];
+	char		 sj_start_url[256];
+	char		 sj_proxy[SHM_PROXY_MAX];
+	/* device progress */
+	int64_t		 sj_expires;		/* wall seconds */
+	int32_t		 sj_interval;		/* seconds */
+	char		 sj_user_code[32];
+	char		 sj_verification_uri[256];
+	char		 sj_verification_uri_complete[384];
+	int64_t		 sj_account_id;		/* done: the new account */
+	/* feed: lines taken / added / refused (the report file has each) */
+	int32_t		 sj_total, sj_added, sj_failed;
+	char		 sj_error[200];
+} __attribute__((aligned(64)));
 
 #define SHM_KEY_PREFIX		12	/* display prefix bytes */
 
@@ -259,6 +355,7 @@ struct shm_hdr {
 	uint32_t	 sh_magic;
 	uint32_t	 sh_layout;
 	_Atomic uint32_t sh_generation;		/* bumped on each reload */
+	_Atomic uint32_t sh_changes;		/* bumped by each locked write */
 	uint32_t	 sh_max_accounts;
 	uint32_t	 sh_max_keys;
 	uint32_t	 sh_max_procs;
@@ -272,6 +369,16 @@ struct shm_hdr {
 	_Atomic int64_t	 sh_login_window_start;
 	_Atomic uint32_t sh_keys_high;		/* slots ever used */
 	_Atomic uint32_t sh_accts_high;
+	/* pool settings (the settings table; PUT /v2/settings, reload) */
+	_Atomic int32_t	 sh_strategy;		/* enum pool_strategy */
+	_Atomic int32_t	 sh_sticky_ttl;		/* seconds, 0 off */
+	_Atomic int32_t	 sh_queue_ms;		/* wait for a capped pool */
+	_Atomic int32_t	 sh_max_attempts;	/* accounts a request tries */
+	/* pool cursors, each on its own line */
+	_Atomic uint32_t sh_rr_next __attribute__((aligned(64)));
+	_Atomic uint32_t sh_seq_hint __attribute__((aligned(64)));
+	_Atomic uint32_t sh_wt_cur __attribute__((aligned(64)));
+	uint32_t	 sh_wt_n[2];		/* entries of each buffer */
 };
 
 struct shm {
@@ -281,6 +388,9 @@ struct shm {
 	struct shm_proc	*shm_procs;
 	struct shm_acct	*shm_accts;
 	struct shm_key	*shm_keys;
+	struct shm_sticky *shm_sticky;		/* SHM_STICKY */
+	struct shm_weight *shm_weights[2];	/* max_accounts each */
+	struct shm_job	*shm_jobs;		/* SHM_JOBS */
 };
 
 extern struct shm *qr_shm;	/* the process's view, set up by shm_create */
@@ -288,6 +398,7 @@ extern struct shm *qr_shm;	/* the process's view, set up by shm_create */
 int	 shm_create(struct shm *, uint32_t max_accounts, uint32_t max_keys);
 void	 shm_destroy(struct shm *);
 int	 shm_lock(struct shm *);	/* 0, or 1 when a dead holder was recovered */
+void	 shm_relax(void);		/* pause in a seqlock reader's spin */
 void	 shm_unlock(struct shm *);
 /* Lock and unlock, so slots a dead holder left half-written are repaired
  * now; the master calls it after reaping a child. 1 if it repaired. */
@@ -319,10 +430,22 @@ void	 shm_keys_retain_locked(struct shm *, const int64_t *ids, size_t n);
  */
 struct shm_acct_meta {
 	int64_t		 am_id;
-	int32_t		 am_state;	/* ACCT_ENABLED or ACCT_DISABLED */
+	int32_t		 am_state;	/* as stored: enabled, disabled,
+					   suspended, refresh failed */
 	const char	*am_label;
 	const char	*am_region;
 	const char	*am_profile_arn;
+	const char	*am_proxy;	/* NULL or "" direct */
+	int32_t		 am_max_inflight;	/* 0 none */
+	int32_t		 am_rpm;		/* 0 none */
+	int64_t		 am_exhausted_until;	/* wall seconds */
+	int64_t		 am_usage_used;		/* credits x 1000 */
+	int64_t		 am_usage_limit;
+	int64_t		 am_usage_reset;
+	int64_t		 am_usage_checked;
+	int		 am_reset_health;	/* a person enabled it: clear
+						   suspended, refresh failed,
+						   cooldown, exhausted */
 };
 int	 shm_acct_find(struct shm *, int64_t id);	/* slot, or -1 */
 int	 shm_acct_put(struct shm *, const struct shm_acct_meta *,
@@ -345,6 +468,13 @@ int	 shm_acct_set_error(struct shm *, uint32_t slot, int64_t id,
 int	 shm_acct_set_state(struct shm *, uint32_t slot, int64_t id,
 	    int32_t from, int32_t to);
 const char *shm_acct_state_name(int32_t);	/* "enabled", "refreshFailed" */
+/* Jobs (struct shm_job): claim a free (or long finished) entry with a
+ * new id, in state SJ_CLAIMED: its index, -1 all busy. */
+int	 shm_job_claim(struct shm *, int kind);
+int	 shm_job_find(struct shm *, const char *id);	/* index, -1 */
+/* The file of job id next to the database: <dbdir>/job-<id>.<what> */
+int	 shm_job_path(const char *db_path, const char *id, const char *what,
+	    char *out, size_t);
 struct shm_proc *shm_proc_self(void);	/* this process's slot, or a dummy */
 void	 shm_proc_set_self(int slot);
 
@@ -469,6 +599,9 @@ struct conn {
 	int64_t		 co_progress;		/* ms: last byte written */
 	size_t		 co_req_bytes;		/* head + body, once read */
 	struct conn	*co_dnext;		/* dead list */
+	int		 co_job;		/* shm job an admin request
+						   waits on (admin_job_tick),
+						   -1 none */
 };
 
 int	 worker_main(struct config *, int slot, int lifeline_fd, int log_fd)
@@ -568,6 +701,11 @@ const char *auth_admin_token(struct conn *, size_t *len);
 
 int	 admin_gate(struct conn *);		/* head only: -1 answered */
 void	 admin_dispatch(struct conn *);	/* body in: run the route */
+/* A request waiting on a refresher job (co_job) is looked at: it
+ * answers when the job has moved far enough, else re-arms CT_FAST. */
+void	 admin_job_tick(struct conn *);
+/* Settings rows -> the shared table (master: start and reload). */
+int	 db_settings_load_shm(sqlite3 *, struct shm *);
 
 /* ------------------------------------------------------------------ */
 /* secret.c: secrets at rest (sealed to an X25519 key beside the database) */
@@ -651,6 +789,16 @@ struct db_account {
 	int64_t		 a_updated;
 	int64_t		 a_last_refresh;	/* last successful renewal */
 	int		 a_refresh_requested;	/* qrelayctl account refresh */
+	char		 a_proxy[SHM_PROXY_MAX];	/* full: mask to show */
+	int		 a_max_inflight;	/* 0 none */
+	int		 a_rpm;			/* 0 none */
+	int64_t		 a_exhausted_until;	/* wall seconds, 0 */
+	int64_t		 a_usage_used;		/* credits x 1000 */
+	int64_t		 a_usage_limit;		/* 0 unknown */
+	int64_t		 a_usage_reset;		/* wall seconds, 0 unknown */
+	int64_t		 a_usage_checked;
+	char		 a_subscription[64];	/* "KIRO PRO+", "" */
+	char		 a_email[128];
 };
 
 #define DB_ACCOUNT_SECRET_MAX	16384	/* bytes of a token or secret */
@@ -665,7 +813,25 @@ struct db_account_new {
 	const char	*an_client_secret;	/* idc */
 	const char	*an_refresh_token;
 	int		 an_enabled;
+	const char	*an_proxy;		/* NULL or "" direct */
+	int		 an_max_inflight;
+	int		 an_rpm;
+	const char	*an_access_token;	/* import: a live token, or NULL */
+	int64_t		 an_expires;		/* of an_access_token */
 };
+
+/* A change of an account: NULL / -1 fields keep what is there. */
+struct db_account_patch {
+	int		 ap_enabled;		/* 1 enable (clears suspended,
+						   refresh failed, exhausted) */
+	const char	*ap_label;
+	const char	*ap_proxy;		/* "" removes */
+	int		 ap_max_inflight;
+	int		 ap_rpm;
+	const char	*ap_region;
+	const char	*ap_profile_arn;
+};
+void	 db_account_patch_init(struct db_account_patch *);	/* all keep */
 
 /* The refresher's view: secrets decrypted; free with ..._free. */
 struct db_account_secrets {
@@ -681,9 +847,61 @@ int	 db_account_label_ok(const char *);	/* 0..127 bytes, no controls */
 int	 db_account_region_ok(const char *);	/* [a-z0-9-], 1..31 */
 int64_t	 db_account_add(sqlite3 *, const struct db_account_new *); /* id, -1 */
 int	 db_account_get(sqlite3 *, int64_t id, struct db_account *); /* 1, 0 none, -1 */
-/* enabled -1 and label NULL keep what is there: 1 updated, 0 none, -1 */
-int	 db_account_update(sqlite3 *, int64_t id, int enabled,
-	    const char *label);
+/* 1 updated, 0 none, -1 */
+int	 db_account_update(sqlite3 *, int64_t id,
+	    const struct db_account_patch *);
+/* What the daemon learnt of an account's health, kept across restarts:
+ * state "suspended" or "enabled" (NULL keeps), exhausted_until (-1
+ * keeps), reason (NULL keeps). 1, 0 none, -1. */
+int	 db_account_set_health(sqlite3 *, int64_t id, const char *state,
+	    int64_t exhausted_until, const char *reason);
+/* getUsageLimits answered. 1, 0 none, -1. */
+int	 db_account_set_usage(sqlite3 *, int64_t id, int64_t used,
+	    int64_t limit, int64_t reset, const char *subscription,
+	    const char *email);
+/* The account holding this refresh token (SHA-256 compared): id, 0
+ * none, -1 error. Duplicates are refused by add, feed and import. */
+int64_t	 db_account_find_refresh(sqlite3 *, const char *refresh_token);
+/*
+ * One line of a feed, or one entry of an import: a JSON object (the
+ * POST /v2/accounts body, an export entry, or a Kiro IDE credential
+ * file, reference 5.2) or a bare line: "refreshToken" (social) or
+ * "clientId:clientSecret:refreshToken" (idc). Fills an (pointing into
+ * o, or into line, which it may modify); *o (json_object_put it) may be
+ * set even on error. 0, or -1 with why in err (never a secret).
+ */
+int	 db_account_parse(char *line, struct json_object **o,
+	    struct db_account_new *an, char *err, size_t);
+/* JSON export of every account: with_secrets 1 needs the private key
+ * (the refresher, qrelayctl) and gives what another host needs. */
+int	 db_accounts_export(sqlite3 *, int with_secrets, struct buf *out);
+/* Import a JSON export (or an array of entries, or one Kiro credential
+ * object): the entries that parse and are not duplicates are added in
+ * one transaction; *report (an array, one {"index","status","id"|
+ * "error"} per entry; status "added", "duplicate", "invalid" or
+ * "failed") says what happened to each. 0, -1 (not JSON or not an
+ * export: err says why; nothing written) or -2 (database error,
+ * nothing written). */
+int	 db_accounts_import(sqlite3 *, const char *json, size_t len,
+	    struct json_object **report, char *err, size_t);
+/* proxy: "" or scheme://[user[:pass]@]host[:port] with scheme http,
+ * https, socks5 or socks5h; 1 good. */
+int	 db_account_proxy_ok(const char *);
+/* The proxy as it may be shown: the password replaced by "***". */
+void	 db_proxy_mask(const char *proxy, char *out, size_t);
+/* An account row as a slot's meta (strings point into a): am_state
+ * from the stored state and enabled flag. */
+void	 db_account_meta(const struct db_account *, struct shm_acct_meta *);
+/* Accounts added before migration 3 have no refresh_hash: fill it in
+ * (needs the private key: the master, after secret_init). Rows, -1. */
+int	 db_accounts_hash_backfill(sqlite3 *);
+/* Settings as the API shows them: every known one (stored value or
+ * its default, typed) and other rows as strings, never a secret. */
+struct json_object *db_settings_json(sqlite3 *);
+/* A value for setting name from the API: 1 good (out gets the text
+ * stored), 0 unknown name, -1 bad value (out gets why). */
+int	 db_setting_check(const char *name, struct json_object *v,
+	    char *out, size_t);
 int	 db_account_delete(sqlite3 *, int64_t id);	/* 1, 0 none, -1 */
 int	 db_account_request_refresh(sqlite3 *, int64_t id);	/* 1, 0, -1 */
 /* Rebuild the account slots (as db_keys_load_shm does for keys); rows
@@ -1081,6 +1299,13 @@ int64_t	 tokens_count(const char *utf8, size_t len);
 /* ------------------------------------------------------------------ */
 /* pool.c: picking an account for a request (workers; shm only)        */
 
+enum pool_strategy { POOL_ROUND_ROBIN = 0, POOL_LEAST_INFLIGHT,
+	POOL_RANDOM, POOL_WEIGHTED, POOL_SEQUENTIAL };
+const char *pool_strategy_name(int);	/* "round_robin", ... */
+int	 pool_strategy_parse(const char *);	/* enum, -1 unknown */
+
+#define POOL_MAX_EXCLUDE	8	/* slots one request may have failed on */
+
 struct pool_pick {
 	int		 pp_slot;
 	int64_t		 pp_id;
@@ -1088,22 +1313,58 @@ struct pool_pick {
 	char		 pp_token[SHM_TOKEN_MAX];
 	char		 pp_region[32];
 	char		 pp_profile_arn[160];
+	char		 pp_proxy[SHM_PROXY_MAX];
+	int64_t		 pp_retry_at;	/* POOL_LIMITED: wall s an account
+					   comes back, 0 unknown */
 };
 
-/* An enabled account with a token valid for a while, not exclude_slot
- * (-1: none); its in-flight count is taken. 0 ok, -1 none can serve. */
-int	 pool_pick(struct shm *, struct pool_pick *, int exclude_slot);
-/* The request on it is over: in-flight count back, counters, and the
- * last error (NULL when it went well). */
+/* pool_pick's answers */
+#define POOL_OK		0
+#define POOL_NONE	(-1)	/* no enabled account holds a usable token */
+#define POOL_BUSY	(-2)	/* some could serve but are at their caps
+				   (in flight, requests per minute): queue */
+#define POOL_LIMITED	(-3)	/* all are cooling down or exhausted */
+
+/*
+ * Pick an account by the strategy in sh_strategy, skipping the slots in
+ * exclude[0..nexclude) (this request failed on them). key != 0 is the
+ * conversation's stickiness key: with sh_sticky_ttl set, the account
+ * the key last used is taken again while it can serve. On POOL_OK the
+ * account's in-flight count and its requests-per-minute allowance are
+ * taken and pp holds a consistent copy of its token. Reads only the
+ * shared table; no lock; O(1) expected for every strategy.
+ */
+int	 pool_pick(struct shm *, struct pool_pick *, uint64_t key,
+	    const int *exclude, int nexclude);
+/* The request on it is over: in-flight count back, counters; ok resets
+ * the 429 streak; error (NULL when it went well) is the last error. */
 void	 pool_release(struct shm *, int slot, int ok, const char *error);
+/* What the request used, for the account's counters. */
+void	 pool_account_usage(struct shm *, int slot, int64_t tokens_in,
+	    int64_t tokens_out, double credits);
+/* 429 throttling: cool the account down for the longer of retry_after
+ * (seconds, 0 none) and an exponential backoff on repeats. */
+void	 pool_cooldown(struct shm *, int slot, int retry_after);
+/* 402 / monthly or overage quota: exhausted until the usage reset when
+ * known, else the first of next month 00:00 UTC; asks the refresher to
+ * poll the usage now. */
+void	 pool_exhausted(struct shm *, int slot, const char *reason);
+/* TEMPORARILY_SUSPENDED: state suspended with its reason. */
+void	 pool_suspend(struct shm *, int slot, const char *reason);
+/* The state as shown: enum acct_state, with cooling down and exhausted
+ * derived from the times; *until gets when that ends (0 none). */
+int	 pool_acct_state(const struct shm_acct *, int64_t now, int64_t *until);
 /* "Bearer token invalid": flag the slot and wake the refresher. */
 void	 pool_want_refresh(struct shm *, int slot);
 /* Wake the refresher(s) to look at the flags now (SIGUSR2). */
 void	 pool_wake_refresher(struct shm *);
-/* 1 when the slot's token is usable now: enabled, expiring > 60 s on. */
+/* 1 when the slot's token is usable now: enabled, expiring > 60 s on,
+ * not cooling down, not exhausted (caps not looked at). */
 int	 pool_acct_ready(const struct shm_acct *, int64_t now);
 /* 1 when the slot's token is newer than gen (the refresh landed). */
 int	 pool_token_changed(struct shm *, int slot, uint32_t gen);
+/* The refresher: rebuild the weighted table from the slots' usage. */
+void	 pool_weights_build(struct shm *);
 
 /* ------------------------------------------------------------------ */
 /* upstream.c: the worker's libcurl multi handle in its epoll loop     */
@@ -1142,9 +1403,11 @@ int	 refresher_main(struct config *, int slot, int lifeline_fd)
 #define REFRESH_WINDOW		600	/* renew tokens expiring within, s */
 
 /* ------------------------------------------------------------------ */
-/* oidc.c, kiro.c: the upstream auth clients (blocking; the refresher) */
+/* oidc.c, kiro.c: the upstream auth and usage clients               */
 
-enum auth_result { AUTH_OK = 0, AUTH_REVOKED, AUTH_FAILED };
+/* AUTH_PENDING and on: the device flow's CreateToken answers */
+enum auth_result { AUTH_OK = 0, AUTH_REVOKED, AUTH_FAILED, AUTH_PENDING,
+	AUTH_SLOW_DOWN, AUTH_EXPIRED, AUTH_DENIED };
 
 struct auth_tokens {
 	char		*at_access;	/* malloc'd; auth_tokens_free zeroes */
@@ -1160,14 +1423,12 @@ void	 oidc_tokens_free(struct auth_tokens *);
  * replaced by region where it appears in it (no host is hard-coded). */
 void	 oidc_endpoint_for(const char *configured, const char *cf_region,
 	    const char *region, char *out, size_t);
-/* POST a JSON body to url; *status the HTTP status (0: transport
- * error, with its text in err). The answer is capped at 64 KiB. */
+/* POST a JSON body to url through proxy (NULL or "": direct); *status
+ * the HTTP status (0: transport error, with its text in err). The
+ * answer is capped at 64 KiB. */
 int	 oidc_http_post(const struct config *, const char *url,
-	    const char *body, int *status, struct buf *resp, char *err,
-	    size_t);
-/* POST body to url and read the token answer: enum auth_result. */
-int	 oidc_exchange(const struct config *, const char *url,
-	    const char *body, const char *refresh_token, struct auth_tokens *);
+	    const char *proxy, const char *body, int *status,
+	    struct buf *resp, char *err, size_t);
 /* The answer of a refresh, 200 or not (refresh_token: kept out of
  * at_error). invalid_grant / invalid_client -> AUTH_REVOKED. */
 int	 oidc_parse_answer(int status, const struct buf *resp,
@@ -1177,19 +1438,150 @@ int	 oidc_parse_answer(int status, const struct buf *resp,
 char	*oidc_json_body(struct json_object *o,
 	    const char *const *secret_names);
 void	 oidc_json_scrub(struct json_object *, const char *const *names);
-/* The refresh POST of either client: o (put here; NULL = out of
- * memory) to endpoint (for region) + path. enum auth_result. */
-int	 oidc_post_refresh(const struct config *, const char *endpoint,
-	    const char *region, const char *path, struct json_object *o,
-	    const char *const *secret_names, const char *refresh_token,
-	    struct auth_tokens *);
 /* OIDC CreateToken, grantType refresh_token: enum auth_result. */
 int	 oidc_refresh(const struct config *, const char *region,
-	    const char *client_id, const char *client_secret,
-	    const char *refresh_token, struct auth_tokens *);
+	    const char *proxy, const char *client_id,
+	    const char *client_secret, const char *refresh_token,
+	    struct auth_tokens *);
 /* Kiro POST /refreshToken: enum auth_result. */
 int	 kiro_refresh(const struct config *, const char *region,
-	    const char *refresh_token, struct auth_tokens *);
+	    const char *proxy, const char *refresh_token, struct auth_tokens *);
+
+/* AWS device authorization (reference 5.1). */
+struct oidc_client {
+	char		 oc_client_id[256];
+	char		*oc_client_secret;	/* malloc'd; _free zeroes */
+	int64_t		 oc_expires;		/* clientSecretExpiresAt */
+};
+struct oidc_device {
+	char		*od_device_code;	/* malloc'd; _free zeroes */
+	char		 od_user_code[32];
+	char		 od_uri[256];
+	char		 od_uri_complete[384];
+	int64_t		 od_expires;		/* wall seconds */
+	int		 od_interval;		/* seconds between polls */
+};
+void	 oidc_client_free(struct oidc_client *);
+void	 oidc_device_free(struct oidc_device *);
+/* RegisterClient: AUTH_OK or AUTH_FAILED (at_error-like text in err). */
+int	 oidc_register(const struct config *, const char *region,
+	    const char *proxy, struct oidc_client *, char *err, size_t);
+/* StartDeviceAuthorization: AUTH_OK or AUTH_FAILED. */
+int	 oidc_device_start(const struct config *, const char *region,
+	    const char *proxy, const struct oidc_client *,
+	    const char *start_url, struct oidc_device *, char *err, size_t);
+/* One CreateToken poll: AUTH_OK (tokens in at), AUTH_PENDING,
+ * AUTH_SLOW_DOWN (add 5 s to the interval), AUTH_EXPIRED, AUTH_DENIED,
+ * AUTH_FAILED. */
+int	 oidc_device_poll(const struct config *, const char *region,
+	    const char *proxy, const struct oidc_client *,
+	    const struct oidc_device *, struct auth_tokens *);
+
+/* getUsageLimits (reference 5.3). Credits are kept x 1000. */
+struct usage_limits {
+	int64_t		 ul_used;
+	int64_t		 ul_limit;		/* 0 unknown */
+	int64_t		 ul_reset;		/* wall seconds, 0 unknown */
+	char		 ul_subscription[64];
+	char		 ul_email[128];
+	int		 ul_status;		/* HTTP status, 0 transport */
+	char		 ul_error[160];
+	char		 ul_reason[64];		/* the error's reason or
+						   exception name, "" none */
+};
+int	 kiro_usage_parse(const char *json, size_t len, struct usage_limits *);
+/* GET getUsageLimits with the account's token: 0, or -1 (ul_status and
+ * ul_error say why; 403 token invalid, TEMPORARILY_SUSPENDED...). */
+int	 kiro_usage(const struct config *, const char *region,
+	    const char *proxy, const char *token, const char *profile_arn,
+	    struct usage_limits *);
+/* A non-200 getUsageLimits answer: ul_status, ul_reason, ul_error. */
+void	 kiro_usage_error(int status, const struct buf *resp,
+	    struct usage_limits *);
+
+/* The device flow's CreateToken answer (the pure half of
+ * oidc_device_poll): the codes above; tokens in at on AUTH_OK. */
+int	 oidc_parse_poll(int status, const struct buf *resp,
+	    struct auth_tokens *);
+/* RegisterClient and StartDeviceAuthorization answers: AUTH_OK or
+ * AUTH_FAILED with why in err. */
+int	 oidc_parse_register(int status, const struct buf *resp,
+	    struct oidc_client *, char *err, size_t);
+int	 oidc_parse_device(int status, const struct buf *resp,
+	    struct oidc_device *, char *err, size_t);
+/* The registered client of a region, kept in the settings row
+ * "oidc_client:<region>" with its secret sealed (secret_encrypt,
+ * base64): load gives 1 when one is stored and valid for another hour
+ * (needs the private key), 0 none, -1 error; store 0 or -1. */
+int	 oidc_client_load(sqlite3 *, const char *region, struct oidc_client *);
+int	 oidc_client_store(sqlite3 *, const char *region,
+	    const struct oidc_client *);
+int	 oidc_client_forget(sqlite3 *, const char *region);
+
+/*
+ * One upstream auth or usage call, built once by its oidc_req_* or
+ * kiro_req_* builder and then carried either by oidc_req_perform
+ * (blocking: the API above and qrelayctl) or by a caller's curl multi
+ * handle (oidc_req_easy, then oidc_req_finish when it is done; the
+ * refresher). or_status is the HTTP status, 0 on a transport error
+ * (its text in or_error); or_resp the answer (capped at 64 KiB,
+ * NUL-terminated). oidc_req_free zeroes what held secrets.
+ */
+struct oidc_req {
+	char		 or_url[1024];
+	char		*or_body;	/* POST JSON, NULL: GET; secret */
+	char		*or_bearer;	/* access token, or NULL; secret */
+	char		 or_proxy[SHM_PROXY_MAX];	/* "" direct */
+	struct buf	 or_resp;
+	int		 or_status;
+	char		 or_error[160];
+	void		*or_easy;	/* CURL * while it runs */
+	void		*or_hdrs;	/* struct curl_slist * */
+	int		 or_over;	/* the answer was too large */
+	char		 or_ebuf[256];	/* CURL_ERROR_SIZE */
+};
+void	 oidc_req_init(struct oidc_req *);
+void	 oidc_req_free(struct oidc_req *);	/* curl_multi_remove first */
+/* Builders: 0, or -1 (out of memory, or_error says so). */
+int	 oidc_req_refresh(struct oidc_req *, const struct config *,
+	    const char *region, const char *proxy, const char *client_id,
+	    const char *client_secret, const char *refresh_token);
+int	 kiro_req_refresh(struct oidc_req *, const struct config *,
+	    const char *region, const char *proxy, const char *refresh_token);
+int	 oidc_req_register(struct oidc_req *, const struct config *,
+	    const char *region, const char *proxy);
+int	 oidc_req_device_start(struct oidc_req *, const struct config *,
+	    const char *region, const char *proxy, const struct oidc_client *,
+	    const char *start_url);
+int	 oidc_req_device_poll(struct oidc_req *, const struct config *,
+	    const char *region, const char *proxy, const struct oidc_client *,
+	    const struct oidc_device *);
+int	 kiro_req_usage(struct oidc_req *, const struct config *,
+	    const char *region, const char *proxy, const char *token,
+	    const char *profile_arn);
+/* The two shapes every builder uses: POST o (put; its secret_names
+ * zeroed) as JSON to path under the configured endpoint for region;
+ * GET url with a bearer token (NULL: none). */
+int	 oidc_req_post_json(struct oidc_req *, const struct config *,
+	    const char *endpoint, const char *region, const char *path,
+	    const char *proxy, struct json_object *o,
+	    const char *const *secret_names);
+int	 oidc_req_get(struct oidc_req *, const char *url, const char *proxy,
+	    const char *token);
+/* The easy handle of a built request (CURLOPT_PRIVATE: the request),
+ * or NULL; finish takes the transfer's CURLcode. */
+void	*oidc_req_easy(struct oidc_req *, const struct config *);
+void	 oidc_req_finish(struct oidc_req *, int curl_code);
+int	 oidc_req_perform(struct oidc_req *, const struct config *); /* 0/-1 */
+/* Answers of a carried request (transport errors included). */
+int	 oidc_req_tokens(const struct oidc_req *, const char *refresh_token,
+	    struct auth_tokens *);		/* refresh: enum auth_result */
+int	 oidc_req_poll(const struct oidc_req *, struct auth_tokens *);
+int	 oidc_req_client(const struct oidc_req *, struct oidc_client *,
+	    char *err, size_t);
+int	 oidc_req_device(const struct oidc_req *, struct oidc_device *,
+	    char *err, size_t);
+int	 kiro_req_usage_answer(const struct oidc_req *, struct usage_limits *);
 
 
 #endif /* QRELAYD_H */

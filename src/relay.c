@@ -11,12 +11,20 @@
  * once (openai.c, anthropic.c).
  *
  * Until the first byte goes to the client, a failure that is the
- * account's fault is tried again: "bearer token invalid" asks the
- * refresher for a new token and retries on the same account once;
- * throttling, quota, 5xx and network errors move to another account. A
- * client fault (400) is never retried. Once streaming, a failure ends the
- * stream with an error event or an honest max_tokens/length, never a
- * clean stop.
+ * account's fault is tried again, on up to poolMaxAttempts accounts:
+ * "bearer token invalid" asks the refresher for a new token and retries
+ * on the same account once; 429 cools the account down (Retry-After,
+ * else an exponential backoff, pool_cooldown); quota (402,
+ * MONTHLY_REQUEST_COUNT, OVERAGE_REQUEST_LIMIT_EXCEEDED) marks it
+ * exhausted until its usage resets; TEMPORARILY_SUSPENDED suspends it;
+ * 5xx and network errors just move on. INSUFFICIENT_MODEL_CAPACITY is
+ * the model's fault: the request waits and tries again, blaming no
+ * account. A client fault (400) is never retried. When every account is
+ * at its caps the request waits in this worker's queue for up to
+ * poolQueueTimeout; when all are cooling down or exhausted it gets 429
+ * with the time the first comes back. Once streaming, a failure ends
+ * the stream with an error event or an honest max_tokens/length, never
+ * a clean stop.
  *
  * Backpressure: when the client's socket does not keep up and more than
  * RELAY_HIGH bytes wait, receiving from the upstream is paused
@@ -28,18 +36,21 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "qrelayd.h"
 
 #define RELAY_HIGH		(256 * 1024)	/* pause above this */
-#define RELAY_MAX_ATTEMPTS	3
+#define RELAY_QUEUE_MAX		1024	/* requests waiting, per worker */
+#define RELAY_COOL_MAX		300	/* s: Retry-After believed at most */
 #define RELAY_ERRBODY_MAX	65536
 #define RELAY_REFRESH_WAIT_MS	15000
 #define RELAY_PING_MS		15000
 #define RELAY_CONTEXT_WINDOW	200000
 #define RELAY_COUNT_WINDOW	(64 * 1024)	/* output held for counting */
 
-enum relay_phase { RP_XFER = 1, RP_WAIT_REFRESH, RP_BACKOFF, RP_DONE };
+enum relay_phase { RP_XFER = 1, RP_WAIT_REFRESH, RP_BACKOFF, RP_QUEUED,
+	RP_DONE };
 
 struct relay {
 	struct conn	*rl_conn;
@@ -64,7 +75,10 @@ struct relay {
 	long		 rl_status;	/* upstream HTTP status, 0 none yet */
 	int		 rl_attempts;
 	int		 rl_refreshed;	/* one refresh per request */
-	int		 rl_exclude;	/* slot that failed, -1 none */
+	int		 rl_exclude[POOL_MAX_EXCLUDE];	/* slots that failed */
+	int		 rl_nexclude;
+	uint64_t	 rl_sticky;	/* conversation key, 0 none */
+	int		 rl_retry_after;	/* upstream's Retry-After, s */
 	int		 rl_started;	/* client response begun */
 	int		 rl_streaming;	/* counted in sp_streams_active */
 	int		 rl_paused;
@@ -349,7 +363,7 @@ relay_body(struct relay *r)
 }
 
 static int
-relay_xfer_start(struct relay *r, const char *token)
+relay_xfer_start(struct relay *r, const char *token, const char *proxy)
 {
 	struct config	*cf = qr_wctx->wc_cf;
 	struct buf	 url;
@@ -383,6 +397,8 @@ relay_xfer_start(struct relay *r, const char *token)
 	/* event frames are small: a 16 KB receive buffer per transfer is
 	 * most of what 10,000 held streams would cost */
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
+	if (proxy[0] != '\0')
+		curl_easy_setopt(e, CURLOPT_PROXY, proxy);
 	r->rl_curl_err[0] = '\0';
 	r->rl_status = 0;
 	buf_reset(&r->rl_err);
@@ -402,8 +418,16 @@ done:
 
 /* ---- outcomes ------------------------------------------------------- */
 
-/* What an upstream error means for us. */
-enum verdict { V_CLIENT, V_REFRESH, V_NEXT, V_CAPACITY };
+/* What an upstream error means for us, and for the account. */
+enum verdict {
+	V_CLIENT,	/* the request's fault: answer it, no retry */
+	V_REFRESH,	/* token invalid: refresh once, same account */
+	V_NEXT,		/* 5xx, network: the next account */
+	V_COOLDOWN,	/* throttled: cool the account, the next one */
+	V_EXHAUSTED,	/* out of quota until the reset */
+	V_SUSPENDED,	/* the upstream locked the account */
+	V_CAPACITY	/* the model's fault: wait and retry, no blame */
+};
 
 struct upstream_err {
 	int		 ue_verdict;
@@ -435,6 +459,29 @@ upstream_message(const struct buf *b, char *out, size_t outsz)
 	}
 }
 
+/* The upstream's Retry-After (seconds or an HTTP date), 0 none. */
+static int
+relay_retry_after(CURL *e)
+{
+	struct curl_header	*h;
+	char			*end;
+	long			 v;
+	time_t			 t;
+
+	if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1,
+	    &h) != CURLHE_OK || h->value == NULL)
+		return 0;
+	v = strtol(h->value, &end, 10);
+	if (end == h->value || *end != '\0') {
+		if ((t = curl_getdate(h->value, NULL)) == -1)
+			return 0;
+		v = (long)(t - now_wall());
+	}
+	if (v < 0)
+		return 0;
+	return v > RELAY_COOL_MAX ? RELAY_COOL_MAX : (int)v;
+}
+
 static void
 relay_classify(struct relay *r, struct upstream_err *ue)
 {
@@ -456,12 +503,23 @@ relay_classify(struct relay *r, struct upstream_err *ue)
 		    r->rl_curl_err : "connection failed");
 		return;
 	}
-	if (body_has(b, "INSUFFICIENT_MODEL_CAPACITY")) {
+	if (body_has(b, "INSUFFICIENT_MODEL_CAPACITY") ||
+	    body_has(b, "MODEL_TEMPORARILY_UNAVAILABLE")) {
 		ue->ue_verdict = V_CAPACITY;
 		ue->ue_status = 529;
 		ue->ue_type = "overloaded_error";
 		snprintf(ue->ue_msg, sizeof(ue->ue_msg),
 		    "the model is overloaded upstream: %s", m);
+		return;
+	}
+	/* quota first: peers have seen it with 400, 402 and 429 */
+	if (st == 402 || body_has(b, "MONTHLY_REQUEST_COUNT") ||
+	    body_has(b, "OVERAGE_REQUEST_LIMIT_EXCEEDED")) {
+		ue->ue_verdict = V_EXHAUSTED;
+		ue->ue_status = 429;
+		ue->ue_type = "rate_limit_error";
+		snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+		    "quota exhausted: %s", m[0] ? m : "no message");
 		return;
 	}
 	if (st == 400) {
@@ -475,13 +533,7 @@ relay_classify(struct relay *r, struct upstream_err *ue)
 		else if (body_has(b, "INVALID_MODEL_ID"))
 			snprintf(ue->ue_msg, sizeof(ue->ue_msg),
 			    "model: not available upstream (%s)", m);
-		else if (body_has(b, "MONTHLY_REQUEST_COUNT")) {
-			ue->ue_verdict = V_NEXT;
-			ue->ue_status = 429;
-			ue->ue_type = "rate_limit_error";
-			snprintf(ue->ue_msg, sizeof(ue->ue_msg),
-			    "monthly quota exhausted on every account");
-		} else
+		else
 			snprintf(ue->ue_msg, sizeof(ue->ue_msg),
 			    "the upstream rejected the request: %s",
 			    m[0] ? m : "no reason given");
@@ -496,11 +548,21 @@ relay_classify(struct relay *r, struct upstream_err *ue)
 		    "no account with a valid token could serve the request");
 		return;
 	}
-	if (st == 402 || st == 429) {
+	if (st == 403 && body_has(b, "TEMPORARILY_SUSPENDED")) {
+		ue->ue_verdict = V_SUSPENDED;
+		ue->ue_status = 503;
+		ue->ue_type = "overloaded_error";
+		snprintf(ue->ue_msg, sizeof(ue->ue_msg),
+		    "account suspended upstream: %s", m[0] ? m :
+		    "TEMPORARILY_SUSPENDED");
+		return;
+	}
+	if (st == 429) {
+		ue->ue_verdict = V_COOLDOWN;
 		ue->ue_status = 429;
 		ue->ue_type = "rate_limit_error";
 		snprintf(ue->ue_msg, sizeof(ue->ue_msg),
-		    "every account is throttled or out of quota: %s", m);
+		    "throttled upstream: %s", m[0] ? m : "no message");
 		return;
 	}
 	if (st == 403) {
@@ -550,6 +612,9 @@ relay_finish(struct relay *r, int transport_ok)
 	    (uint64_t)r->rl_rd.rd_usage.u_in);
 	atomic_fetch_add(&shm_proc_self()->sp_tokens_out,
 	    (uint64_t)r->rl_rd.rd_usage.u_out);
+	if (r->rl_have_acct)
+		pool_account_usage(qr_shm, r->rl_slot, r->rl_rd.rd_usage.u_in,
+		    r->rl_rd.rd_usage.u_out, r->rl_rd.rd_usage.u_credits);
 	if (stop == QSTOP_ERROR || !transport_ok)
 		atomic_fetch_add(&shm_proc_self()->sp_upstream_failures, 1);
 	status = render_finish(r, stop);
@@ -572,6 +637,24 @@ relay_finish(struct relay *r, int transport_ok)
 	conn_kick(c);
 }
 
+/* This attempt's account failed the request: the next may serve it. */
+static void
+relay_next(struct relay *r)
+{
+	if (r->rl_nexclude < POOL_MAX_EXCLUDE)
+		r->rl_exclude[r->rl_nexclude++] = r->rl_slot;
+	relay_release(r, 0, r->rl_error);
+}
+
+static int
+relay_max_attempts(void)
+{
+	int	 n = atomic_load_explicit(&qr_shm->shm_hdr->sh_max_attempts,
+	    memory_order_relaxed);
+
+	return n < 1 ? 1 : n > POOL_MAX_EXCLUDE ? POOL_MAX_EXCLUDE : n;
+}
+
 void
 relay_done(void *easy, int result)
 {
@@ -584,6 +667,8 @@ relay_done(void *easy, int result)
 	if (r->rl_status == 0)
 		curl_easy_getinfo(r->rl_easy, CURLINFO_RESPONSE_CODE,
 		    &r->rl_status);
+	if (r->rl_status != 200 && r->rl_status != 0)
+		r->rl_retry_after = relay_retry_after(r->rl_easy);
 	relay_xfer_free(r);
 	if (r->rl_status == 200 && r->rl_started) {
 		relay_finish(r, result == CURLE_OK);
@@ -599,8 +684,9 @@ relay_done(void *easy, int result)
 	atomic_fetch_add(&shm_proc_self()->sp_upstream_failures, 1);
 	relay_classify(r, &ue);
 	strlcpy_qr(r->rl_error, ue.ue_msg, sizeof(r->rl_error));
-	log_debug("relay: account %lld: upstream %ld: %s",
-	    (long long)r->rl_account_id, r->rl_status, ue.ue_msg);
+	log_info("relay: account %lld: upstream %ld: %s%s",
+	    (long long)r->rl_account_id, r->rl_status, ue.ue_msg,
+	    ue.ue_verdict == V_CLIENT ? "" : "; trying again");
 
 	switch (ue.ue_verdict) {
 	case V_CLIENT:
@@ -621,19 +707,28 @@ relay_done(void *easy, int result)
 	case V_CAPACITY:
 		/* the model's fault, not the account's: wait, retry */
 		relay_release(r, 1, NULL);
-		if (++r->rl_attempts < RELAY_MAX_ATTEMPTS) {
+		if (++r->rl_attempts < relay_max_attempts()) {
 			r->rl_phase = RP_BACKOFF;
-			r->rl_wait_until = now_ms() + 250 * r->rl_attempts;
+			r->rl_wait_until = now_ms() + (r->rl_retry_after > 0 ?
+			    r->rl_retry_after * 1000 : 250 << r->rl_attempts);
 			conn_timer(r->rl_conn, CT_FAST);
 			return;
 		}
 		relay_fail(r, ue.ue_status, ue.ue_type, ue.ue_msg,
 		    "Retry-After: 5\r\n");
 		return;
+	case V_COOLDOWN:
+		pool_cooldown(qr_shm, r->rl_slot, r->rl_retry_after);
+		break;
+	case V_EXHAUSTED:
+		pool_exhausted(qr_shm, r->rl_slot, ue.ue_msg);
+		break;
+	case V_SUSPENDED:
+		pool_suspend(qr_shm, r->rl_slot, ue.ue_msg);
+		break;
 	}
-	relay_release(r, 0, r->rl_error);
-	r->rl_exclude = r->rl_slot;
-	if (++r->rl_attempts < RELAY_MAX_ATTEMPTS) {
+	relay_next(r);
+	if (++r->rl_attempts < relay_max_attempts()) {
 		relay_attempt(r);
 		return;
 	}
@@ -660,31 +755,160 @@ relay_fail(struct relay *r, int status, const char *type, const char *msg,
 		conn_kick(c);
 }
 
+/* Requests of this worker waiting for an account under its caps. */
+static int	 relay_nqueued;
+
+static void
+relay_unqueue(struct relay *r)
+{
+	if (r->rl_phase == RP_QUEUED) {
+		relay_nqueued--;
+		r->rl_phase = 0;
+	}
+}
+
+/* Nothing could take the request now: queue it, or answer why. */
+static void
+relay_no_account(struct relay *r, int why, int64_t retry_at)
+{
+	char	 hdr[40];
+	int64_t	 wait;
+
+	if (why == POOL_BUSY) {
+		if (r->rl_phase != RP_QUEUED) {
+			if (relay_nqueued >= RELAY_QUEUE_MAX)
+				goto busy;
+			relay_nqueued++;
+			r->rl_phase = RP_QUEUED;
+			r->rl_wait_until = now_ms() + atomic_load_explicit(
+			    &qr_shm->shm_hdr->sh_queue_ms,
+			    memory_order_relaxed);
+		}
+		if (now_ms() < r->rl_wait_until) {
+			conn_timer(r->rl_conn, CT_FAST);
+			return;
+		}
+		relay_unqueue(r);
+ busy:
+		relay_fail(r, 429, "rate_limit_error", "every account is at "
+		    "its concurrency or request-rate cap", "Retry-After: 1\r\n");
+		return;
+	}
+	relay_unqueue(r);
+	if (why == POOL_LIMITED) {
+		wait = retry_at - (int64_t)now_wall();
+		snprintf(hdr, sizeof(hdr), "Retry-After: %lld\r\n",
+		    (long long)(wait < 1 ? 1 : wait));
+		relay_fail(r, 429, "rate_limit_error", r->rl_attempts ?
+		    r->rl_error : "every account is throttled or out of "
+		    "quota", hdr);
+		return;
+	}
+	relay_fail(r, 503, "overloaded_error", r->rl_attempts ?
+	    r->rl_error : "no upstream account is available",
+	    "Retry-After: 30\r\n");
+}
+
 /* Pick an account and start a transfer, or answer why not. The token
  * lives only on this stack frame and in curl's header list. */
 static void
 relay_attempt(struct relay *r)
 {
 	struct pool_pick	 pk;
+	int			 rv;
 
-	if (pool_pick(qr_shm, &pk, r->rl_exclude) == -1 &&
-	    (r->rl_exclude == -1 || pool_pick(qr_shm, &pk, -1) == -1)) {
-		relay_fail(r, 503, "overloaded_error", r->rl_attempts ?
-		    r->rl_error : "no upstream account is available",
-		    "Retry-After: 30\r\n");
+	rv = pool_pick(qr_shm, &pk, r->rl_sticky, r->rl_exclude,
+	    r->rl_nexclude);
+	if (rv != POOL_OK) {
+		relay_no_account(r, rv, pk.pp_retry_at);
 		return;
 	}
+	relay_unqueue(r);
 	r->rl_have_acct = 1;
 	r->rl_slot = pk.pp_slot;
 	r->rl_token_gen = pk.pp_token_gen;
 	r->rl_account_id = pk.pp_id;
 	strlcpy_qr(r->rl_arn, pk.pp_profile_arn, sizeof(r->rl_arn));
-	if (relay_xfer_start(r, pk.pp_token) == -1) {
+	if (relay_xfer_start(r, pk.pp_token, pk.pp_proxy) == -1) {
 		relay_release(r, 1, NULL);
 		relay_fail(r, 500, "api_error", "cannot start the upstream "
 		    "request", NULL);
 	}
 	explicit_bzero(pk.pp_token, sizeof(pk.pp_token));
+}
+
+/* The account held through a 403 got no usable token: the next one. */
+static void
+relay_refresh_failed(struct relay *r, const char *why)
+{
+	strlcpy_qr(r->rl_error, why, sizeof(r->rl_error));
+	relay_next(r);
+	if (++r->rl_attempts < relay_max_attempts())
+		relay_attempt(r);
+	else
+		relay_fail(r, 503, "overloaded_error", "no account with a "
+		    "valid token could serve the request",
+		    "Retry-After: 30\r\n");
+}
+
+/* The account's token was renewed after a 403: the same account tries
+ * again (it is still held), unless it went away meanwhile. */
+static void
+relay_retry_same(struct relay *r)
+{
+	struct shm_acct	*a;
+	int		 ok;
+
+	if ((a = malloc(sizeof(*a))) == NULL) {
+		relay_release(r, 1, NULL);
+		relay_fail(r, 500, "api_error", "out of memory", NULL);
+		return;
+	}
+	ok = shm_acct_read(qr_shm, (uint32_t)r->rl_slot, a) == 0 &&
+	    a->sa_id == r->rl_account_id && pool_acct_ready(a, now_wall());
+	if (ok) {
+		r->rl_token_gen = a->sa_token_gen;
+		if (relay_xfer_start(r, a->sa_token, a->sa_proxy) == -1) {
+			relay_release(r, 1, NULL);
+			relay_fail(r, 500, "api_error", "cannot start the "
+			    "upstream request", NULL);
+		}
+	}
+	explicit_bzero(a->sa_token, sizeof(a->sa_token));
+	free(a);
+	if (!ok)
+		relay_refresh_failed(r, "the account's token was not renewed");
+}
+
+/*
+ * The conversation a request belongs to, for stickiness: the client
+ * key and the first message, which stays the same as a conversation
+ * grows. crc32 twice, seeded apart, makes 64 bits cheaply.
+ */
+static uint64_t
+relay_sticky_key(struct relay *r)
+{
+	const struct qmsg	*m;
+	uLong			 hi, lo;
+	size_t			 i;
+	int64_t			 key = r->rl_conn->co_key_id;
+
+	if (atomic_load_explicit(&qr_shm->shm_hdr->sh_sticky_ttl,
+	    memory_order_relaxed) <= 0 || r->rl_q.q_nmsgs == 0)
+		return 0;
+	m = &r->rl_q.q_msgs[0];
+	hi = crc32(0, (const Bytef *)&key, sizeof(key));
+	lo = crc32(0x9e3779b9UL, (const Bytef *)&key, sizeof(key));
+	for (i = 0; i < m->qm_nparts; i++) {
+		const struct qpart *p = &m->qm_parts[i];
+
+		if (p->qp_text == NULL)
+			continue;
+		hi = crc32(hi, (const Bytef *)p->qp_text, (uInt)p->qp_text_len);
+		lo = crc32(lo ^ 0x5bd1e995UL, (const Bytef *)p->qp_text,
+		    (uInt)p->qp_text_len);
+	}
+	return ((uint64_t)hi << 32 | (uint64_t)lo) ?: 1;
 }
 
 /* ---- entry points --------------------------------------------------- */
@@ -703,7 +927,6 @@ relay_start(struct conn *c, int api)
 	c->co_relay = r;
 	r->rl_conn = c;
 	r->rl_api = api;
-	r->rl_exclude = -1;
 	r->rl_sync = 1;
 	qreq_init(&r->rl_q, api);
 	memset(&e, 0, sizeof(e));
@@ -724,6 +947,7 @@ relay_start(struct conn *c, int api)
 		anthropic_render_init(&r->rl_rd, &r->rl_q);
 	r->rl_rd.rd_usage.u_in = qreq_count_tokens(&r->rl_q);
 	ustream_init(&r->rl_us, r->rl_q.q_thinking != QTH_OFF, relay_emit, r);
+	r->rl_sticky = relay_sticky_key(r);
 	relay_attempt(r);
 	if (c->co_relay == r)
 		r->rl_sync = 0;
@@ -763,30 +987,23 @@ relay_tick(struct conn *c)
 	switch (r->rl_phase) {
 	case RP_WAIT_REFRESH:
 		if (pool_token_changed(qr_shm, r->rl_slot, r->rl_token_gen)) {
-			/* same account, new token */
-			relay_release(r, 1, NULL);
-			r->rl_exclude = -1;
-			relay_attempt(r);
+			relay_retry_same(r);
 			return 0;
 		}
 		if (now < r->rl_wait_until) {
 			conn_timer(c, CT_FAST);
 			return 0;
 		}
-		relay_release(r, 0, "token refresh did not complete");
-		r->rl_exclude = r->rl_slot;
-		if (++r->rl_attempts < RELAY_MAX_ATTEMPTS)
-			relay_attempt(r);
-		else
-			relay_fail(r, 503, "overloaded_error",
-			    "no account with a valid token could serve the "
-			    "request", "Retry-After: 30\r\n");
+		relay_refresh_failed(r, "token refresh did not complete");
 		return 0;
 	case RP_BACKOFF:
 		if (now < r->rl_wait_until) {
 			conn_timer(c, CT_FAST);
 			return 0;
 		}
+		relay_attempt(r);
+		return 0;
+	case RP_QUEUED:
 		relay_attempt(r);
 		return 0;
 	case RP_XFER:
@@ -861,6 +1078,7 @@ relay_free(struct relay *r)
 		atomic_fetch_sub(&shm_proc_self()->sp_streams_active, 1);
 	relay_xfer_free(r);
 	relay_release(r, 1, NULL);
+	relay_unqueue(r);
 	ustream_free(&r->rl_us);
 	render_free(&r->rl_rd);
 	qreq_free(&r->rl_q);

@@ -42,8 +42,9 @@ static struct shm_proc	 shm_dummy_proc;	/* counters go here when unset */
 
 static void	 shm_repair(struct shm *);
 
-static inline void
-cpu_relax(void)
+/* In a spin: let the sibling hyperthread (the writer, maybe) run. */
+void
+shm_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
@@ -94,7 +95,8 @@ int
 shm_create(struct shm *s, uint32_t max_accounts, uint32_t max_keys)
 {
 	pthread_mutexattr_t	 ma;
-	size_t			 off_procs, off_accts, off_keys, size;
+	size_t			 off_procs, off_accts, off_keys, off_sticky;
+	size_t			 off_wt, off_jobs, size;
 	void			*base;
 	int			 rv;
 
@@ -109,7 +111,13 @@ shm_create(struct shm *s, uint32_t max_accounts, uint32_t max_keys)
 	    QR_MAX_PROCS * sizeof(struct shm_proc));
 	off_keys = SHM_ALIGN_UP(off_accts +
 	    (size_t)max_accounts * sizeof(struct shm_acct));
-	size = SHM_ALIGN_UP(off_keys + (size_t)max_keys * sizeof(struct shm_key));
+	off_sticky = SHM_ALIGN_UP(off_keys +
+	    (size_t)max_keys * sizeof(struct shm_key));
+	off_wt = SHM_ALIGN_UP(off_sticky +
+	    SHM_STICKY * sizeof(struct shm_sticky));
+	off_jobs = SHM_ALIGN_UP(off_wt +
+	    2 * (size_t)max_accounts * sizeof(struct shm_weight));
+	size = SHM_ALIGN_UP(off_jobs + SHM_JOBS * sizeof(struct shm_job));
 
 	/* anonymous and zero-filled: an all-zero slot is a free slot */
 	base = mmap(NULL, size, PROT_READ | PROT_WRITE,
@@ -123,6 +131,10 @@ shm_create(struct shm *s, uint32_t max_accounts, uint32_t max_keys)
 	s->shm_procs = (struct shm_proc *)((char *)base + off_procs);
 	s->shm_accts = (struct shm_acct *)((char *)base + off_accts);
 	s->shm_keys = (struct shm_key *)((char *)base + off_keys);
+	s->shm_sticky = (struct shm_sticky *)((char *)base + off_sticky);
+	s->shm_weights[0] = (struct shm_weight *)((char *)base + off_wt);
+	s->shm_weights[1] = s->shm_weights[0] + max_accounts;
+	s->shm_jobs = (struct shm_job *)((char *)base + off_jobs);
 
 	s->shm_hdr->sh_magic = SHM_MAGIC;
 	s->shm_hdr->sh_layout = SHM_LAYOUT;
@@ -130,6 +142,10 @@ shm_create(struct shm *s, uint32_t max_accounts, uint32_t max_keys)
 	s->shm_hdr->sh_max_keys = max_keys;
 	s->shm_hdr->sh_max_procs = QR_MAX_PROCS;
 	s->shm_hdr->sh_started = (int64_t)now_wall();
+	/* the pool settings' defaults until the database's are loaded */
+	atomic_store(&s->shm_hdr->sh_strategy, POOL_ROUND_ROBIN);
+	atomic_store(&s->shm_hdr->sh_queue_ms, 10000);
+	atomic_store(&s->shm_hdr->sh_max_attempts, 3);
 	atomic_store(&s->shm_hdr->sh_master_pid, (int32_t)getpid());
 
 	if ((rv = pthread_mutexattr_init(&ma)) != 0)
@@ -192,6 +208,9 @@ shm_unlock(struct shm *s)
 {
 	int	 rv;
 
+	/* every locked write may have made an account usable again */
+	atomic_fetch_add_explicit(&s->shm_hdr->sh_changes, 1,
+	    memory_order_release);
 	if ((rv = pthread_mutex_unlock(&s->shm_hdr->sh_lock)) != 0)
 		fatalx("%s: pthread_mutex_unlock: %s", __func__, strerror(rv));
 }
@@ -294,12 +313,12 @@ shm_acct_read(struct shm *s, uint32_t slot, struct shm_acct *out)
 	for (tries = 0; tries < SHM_READ_TRIES; tries++) {
 		seq = seq_read_begin(&a->sa_seq);
 		if (seq & 1) {
-			cpu_relax();
+			shm_relax();
 			continue;
 		}
 		memcpy(out, a, sizeof(*out));
 		if (seq_read_retry(&a->sa_seq, seq)) {
-			cpu_relax();
+			shm_relax();
 			continue;
 		}
 		/* the copy is consistent; the token is NUL-terminated */
@@ -359,7 +378,7 @@ shm_acct_state_name(int32_t st)
 {
 	static const char *const names[] = {
 		[ACCT_EMPTY] = "empty", [ACCT_ENABLED] = "enabled",
-		[ACCT_DISABLED] = "disabled", [ACCT_COOLDOWN] = "cooldown",
+		[ACCT_DISABLED] = "disabled", [ACCT_COOLDOWN] = "coolingDown",
 		[ACCT_EXHAUSTED] = "exhausted", [ACCT_SUSPENDED] = "suspended",
 		[ACCT_REFRESH_FAILED] = "refreshFailed",
 	};
@@ -367,6 +386,73 @@ shm_acct_state_name(int32_t st)
 	if (st < 0 || (size_t)st >= nitems(names))
 		return "unknown";
 	return names[st];
+}
+
+int
+shm_job_claim(struct shm *s, int kind)
+{
+	struct shm_job	*j;
+	char		 id[37];
+	int		 i, rv = -1;
+
+	if (uuid4(id) == -1)
+		return -1;
+	shm_lock(s);
+	for (i = 0; i < SHM_JOBS; i++) {
+		j = &s->shm_jobs[i];
+		if (atomic_load(&j->sj_state) != SJ_FREE)
+			continue;
+		memset((char *)j + sizeof(j->sj_state), 0,
+		    sizeof(*j) - sizeof(j->sj_state));
+		j->sj_kind = kind;
+		memcpy(j->sj_id, id, sizeof(j->sj_id));
+		j->sj_created = (int64_t)now_wall();
+		atomic_store(&j->sj_state, SJ_CLAIMED);
+		rv = i;
+		break;
+	}
+	shm_unlock(s);
+	return rv;
+}
+
+int
+shm_job_find(struct shm *s, const char *id)
+{
+	int	 i;
+
+	for (i = 0; i < SHM_JOBS; i++)
+		if (atomic_load(&s->shm_jobs[i].sj_state) != SJ_FREE &&
+		    strncmp(s->shm_jobs[i].sj_id, id,
+		    sizeof(s->shm_jobs[i].sj_id)) == 0)
+			return i;
+	return -1;
+}
+
+int
+shm_job_path(const char *db_path, const char *id, const char *what,
+    char *out, size_t outsz)
+{
+	const char	*slash;
+	size_t		 i, dirlen;
+	int		 n;
+
+	/* the id is ours (uuid4), but it also comes back in URLs */
+	for (i = 0; id[i] != '\0'; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+		    (id[i] >= 'a' && id[i] <= 'f') || id[i] == '-'))
+			return -1;
+	if (i != 36)
+		return -1;
+	if (strcmp(db_path, ":memory:") == 0)
+		db_path = P_tmpdir "/x";
+	if ((slash = strrchr(db_path, '/')) == NULL)
+		n = snprintf(out, outsz, "job-%s.%s", id, what);
+	else {
+		dirlen = (size_t)(slash - db_path);
+		n = snprintf(out, outsz, "%.*s/job-%s.%s", (int)dirlen,
+		    db_path, id, what);
+	}
+	return n < 0 || (size_t)n >= outsz ? -1 : 0;
 }
 
 static uint32_t
@@ -418,7 +504,7 @@ shm_acct_put_locked(struct shm *s, const struct shm_acct_meta *m,
 {
 	struct shm_hdr	*h = s->shm_hdr;
 	struct shm_acct	*a;
-	uint32_t	 i, high, slot = UINT32_MAX;
+	uint32_t	 i, high, slot = UINT32_MAX, busy = UINT32_MAX;
 	int32_t		 cur;
 	int		 fresh;
 
@@ -430,13 +516,19 @@ shm_acct_put_locked(struct shm *s, const struct shm_acct_meta *m,
 				slot = i;
 				break;
 			}
+		} else if (atomic_load(&a->sa_inflight) > 0) {
+			/* a deleted account's requests still run on it:
+			 * taken only when nothing else is free */
+			if (busy == UINT32_MAX)
+				busy = i;
 		} else if (slot == UINT32_MAX)
 			slot = i;
 	}
 	if (slot == UINT32_MAX) {
-		if (high >= h->sh_max_accounts)
+		if (high < h->sh_max_accounts)
+			slot = high;
+		else if ((slot = busy) == UINT32_MAX)
 			return -1;
-		slot = high;
 	}
 	a = &s->shm_accts[slot];
 	cur = atomic_load(&a->sa_state);
@@ -454,16 +546,53 @@ shm_acct_put_locked(struct shm *s, const struct shm_acct_meta *m,
 		}
 		memset(a->sa_last_error, 0, sizeof(a->sa_last_error));
 		atomic_store(&a->sa_refresh_wanted, 0);
+		atomic_store(&a->sa_usage_wanted, 0);
+		atomic_store(&a->sa_rpm_tat, 0);
 		atomic_store(&a->sa_cooldown_until, 0);
+		atomic_store(&a->sa_cooldown_streak, 0);
+		atomic_store(&a->sa_exhausted_until, 0);
+		atomic_store(&a->sa_last_used, 0);
+		atomic_store(&a->sa_usage_checked, 0);
 		atomic_store(&a->sa_requests, 0);
 		atomic_store(&a->sa_errors, 0);
+		atomic_store(&a->sa_tokens_in, 0);
+		atomic_store(&a->sa_tokens_out, 0);
+		atomic_store(&a->sa_credits, 0);
 	}
 	acct_copy_str(a->sa_label, sizeof(a->sa_label), m->am_label);
 	acct_copy_str(a->sa_region, sizeof(a->sa_region), m->am_region);
 	acct_copy_str(a->sa_profile_arn, sizeof(a->sa_profile_arn),
 	    m->am_profile_arn);
-	if (fresh || m->am_state == ACCT_DISABLED || cur == ACCT_DISABLED)
+	acct_copy_str(a->sa_proxy, sizeof(a->sa_proxy), m->am_proxy);
+	atomic_store(&a->sa_max_inflight, m->am_max_inflight > 0 ?
+	    m->am_max_inflight : 0);
+	atomic_store(&a->sa_rpm, m->am_rpm > 0 ? m->am_rpm : 0);
+	/* the database's usage when it is newer than what the slot has */
+	if (m->am_usage_checked > atomic_load(&a->sa_usage_checked)) {
+		atomic_store(&a->sa_usage_used, m->am_usage_used);
+		atomic_store(&a->sa_usage_limit, m->am_usage_limit);
+		atomic_store(&a->sa_usage_reset, m->am_usage_reset);
+		atomic_store(&a->sa_usage_checked, m->am_usage_checked);
+	}
+	/*
+	 * States: a reload brings what a person did (enable, disable) and
+	 * what the refresher kept (suspended, exhausted); what workers just
+	 * learnt and the refresher has not written yet stays.
+	 */
+	if (m->am_reset_health) {
+		atomic_store(&a->sa_cooldown_until, 0);
+		atomic_store(&a->sa_cooldown_streak, 0);
+		atomic_store(&a->sa_exhausted_until, m->am_exhausted_until);
 		atomic_store(&a->sa_state, m->am_state);
+		memset(a->sa_last_error, 0, sizeof(a->sa_last_error));
+	} else {
+		if (m->am_exhausted_until > atomic_load(&a->sa_exhausted_until))
+			atomic_store(&a->sa_exhausted_until,
+			    m->am_exhausted_until);
+		if (fresh || m->am_state == ACCT_DISABLED ||
+		    cur == ACCT_DISABLED || m->am_state == ACCT_SUSPENDED)
+			atomic_store(&a->sa_state, m->am_state);
+	}
 	seq_write_end(&a->sa_seq);
 	if (fresh)
 		atomic_fetch_add_explicit(&a->sa_token_gen, 1,
@@ -485,8 +614,10 @@ acct_clear(struct shm_acct *a)
 	memset(a->sa_label, 0, sizeof(a->sa_label));
 	memset(a->sa_region, 0, sizeof(a->sa_region));
 	memset(a->sa_profile_arn, 0, sizeof(a->sa_profile_arn));
+	memset(a->sa_proxy, 0, sizeof(a->sa_proxy));
 	memset(a->sa_last_error, 0, sizeof(a->sa_last_error));
 	atomic_store(&a->sa_refresh_wanted, 0);
+	atomic_store(&a->sa_usage_wanted, 0);
 	seq_write_end(&a->sa_seq);
 	/* a worker waiting on the token learns it is gone */
 	atomic_fetch_add_explicit(&a->sa_token_gen, 1, memory_order_release);
@@ -734,7 +865,7 @@ shm_key_lookup(struct shm *s, const unsigned char hash[32])
 		for (tries = 0; tries < SHM_READ_TRIES; tries++) {
 			seq = seq_read_begin(&k->sk_seq);
 			if (seq & 1) {
-				cpu_relax();
+				shm_relax();
 				continue;
 			}
 			used = atomic_load_explicit(&k->sk_used,
@@ -743,7 +874,7 @@ shm_key_lookup(struct shm *s, const unsigned char hash[32])
 			memcpy(h, k->sk_hash, sizeof(h));
 			if (!seq_read_retry(&k->sk_seq, seq))
 				break;
-			cpu_relax();
+			shm_relax();
 		}
 		if (tries == SHM_READ_TRIES || !used)
 			continue;

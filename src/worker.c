@@ -146,6 +146,10 @@ conn_timeout(struct conn *c)
 	case CS_HANDLING:
 		if (c->co_relay != NULL && relay_tick(c) == 0)
 			return;
+		if (c->co_job >= 0) {
+			admin_job_tick(c);
+			return;
+		}
 		conn_close(c);
 		return;
 	default:
@@ -209,6 +213,7 @@ conn_new(int fd, struct sockaddr_storage *ss)
 	c->co_id = ++W.next_id;
 	c->co_tlist = -1;
 	c->co_file_fd = -1;
+	c->co_job = -1;
 	c->co_state = CS_HEAD;
 	c->co_peer = *ss;
 	if (ss->ss_family == AF_INET)
@@ -297,6 +302,7 @@ conn_release_request(struct conn *c)
 	if (c->co_file_fd != -1)
 		close(c->co_file_fd);
 	c->co_file_fd = -1;
+	c->co_job = -1;
 	buf_free(&c->co_head);
 	buf_free(&c->co_body);
 	c->co_status = 0;

@@ -17,6 +17,11 @@
 #  (c) convbench (1 MB Claude Code request -> upstream body, median ms,
 #      and callgrind's instruction count per conversion) and tokbench
 #      (100 KB prompt through tokens_count).
+#  (e) the pool: a second qrelayd holding ACCOUNTS accounts (imported
+#      through POST /v2/accounts/import) runs (a) in the same rounds as
+#      the first, which holds one: the overhead must not grow by more
+#      than 10%. Account selection itself is timed by poolbench (ns per
+#      pick, 10,000 accounts, 1 and 8 processes, every strategy).
 #  (d) STREAMS concurrent slow streams (benchq sends SLOW_FRAMES text
 #      frames + metering + context, SLOW_DELAY_MS apart once all STREAMS
 #      have their first frame) held by the two
@@ -30,8 +35,8 @@
 #
 # Environment: ROUNDS (5), DURATION (5 s per run), WARM (1 s), RATE (1000),
 # CONNS (16, loadgen connections), STREAMS (10000), SLOW_FRAMES (8),
-# SLOW_DELAY_MS (1000), HOLD_TIMEOUT (300 s), CALLGRIND (1), PARTS
-# ("a b c d"), PIN (split: qrelayd on CPU 0, the rest on CPU 1; one:
+# SLOW_DELAY_MS (1000), HOLD_TIMEOUT (300 s), CALLGRIND (1), ACCOUNTS
+# (10000, for e), PARTS ("a b c d e"), PIN (split: qrelayd on CPU 0, the rest on CPU 1; one:
 # everything on CPU 0; none), QRELAYD (src/qrelayd), CONVBENCH (src/tests/convbench),
 # TOKBENCH (src/tests/tokbench), KEEP=1 keeps the temp dir.
 set -u
@@ -48,12 +53,14 @@ SLOW_FRAMES=${SLOW_FRAMES:-8}
 SLOW_DELAY_MS=${SLOW_DELAY_MS:-1000}
 HOLD_TIMEOUT=${HOLD_TIMEOUT:-300}
 CALLGRIND=${CALLGRIND:-1}
-PARTS=${PARTS:-a b c d}
+PARTS=${PARTS:-a b c d e}
+ACCOUNTS=${ACCOUNTS:-10000}
+POOLBENCH=${POOLBENCH:-$top/src/tests/poolbench}
 PIN=${PIN:-split}
 QRELAYD=${QRELAYD:-$top/src/qrelayd}
 CONVBENCH=${CONVBENCH:-$top/src/tests/convbench}
 TOKBENCH=${TOKBENCH:-$top/src/tests/tokbench}
-cmdline="$0${*:+ $*} (ROUNDS=$ROUNDS DURATION=$DURATION WARM=$WARM RATE=$RATE CONNS=$CONNS STREAMS=$STREAMS SLOW_FRAMES=$SLOW_FRAMES SLOW_DELAY_MS=$SLOW_DELAY_MS PARTS=\"$PARTS\" PIN=$PIN)"
+cmdline="$0${*:+ $*} (ROUNDS=$ROUNDS DURATION=$DURATION WARM=$WARM RATE=$RATE CONNS=$CONNS STREAMS=$STREAMS SLOW_FRAMES=$SLOW_FRAMES SLOW_DELAY_MS=$SLOW_DELAY_MS ACCOUNTS=$ACCOUNTS PARTS=\"$PARTS\" PIN=$PIN)"
 PASSWORD=benchpass123
 MARKER=bench-slow-stream
 
@@ -65,21 +72,21 @@ for t in gcc curl python3; do
 done
 
 # What the Makefile's bench target builds; standalone runs build it here.
-if [ ! -x "$QRELAYD" ] || [ ! -x "$CONVBENCH" ] || [ ! -x "$TOKBENCH" ]; then
+if [ ! -x "$QRELAYD" ] || [ ! -x "$CONVBENCH" ] || [ ! -x "$TOKBENCH" ] ||
+    [ ! -x "$POOLBENCH" ]; then
 	make -C "$top" --no-print-directory all src/tests/convbench \
-	    src/tests/tokbench || die "make failed"
+	    src/tests/tokbench src/tests/poolbench || die "make failed"
 fi
 
 tmp=$(mktemp -d /tmp/qrelay-relaybench.XXXXXX) || die "mktemp failed"
 chmod 755 "$tmp"
-qpid= bpid= holdpids=
+qpid= q2pid= bpid= holdpids=
 
 cleanup() {
 	local p
 	for p in $holdpids; do kill "$p" 2>/dev/null; done
-	[ -n "$qpid" ] && kill -TERM "$qpid" 2>/dev/null
-	[ -n "$bpid" ] && kill -TERM "$bpid" 2>/dev/null
-	for p in $qpid $bpid; do
+	for p in $qpid $q2pid $bpid; do kill -TERM "$p" 2>/dev/null; done
+	for p in $qpid $q2pid $bpid; do
 		for _ in $(seq 1 25); do
 			kill -0 "$p" 2>/dev/null || break
 			sleep 0.2
@@ -218,7 +225,66 @@ grep -q '^event: message_stop' "$tmp/first-stream.txt" ||
 	die "the stream has no message_stop"
 say "account ready; upstream body $(wc -c < "$tmp/upstream-body.json") bytes saved for the direct runs"
 
+# --- the second qrelayd of (e), with ACCOUNTS accounts ------------------
+if part e; then
+	q2port=$(freeport)
+	while [ "$q2port" = "$bport" ] || [ "$q2port" = "$qport" ]; do q2port=$(freeport); done
+	mkdir -p "$tmp/q2"
+	cat > "$tmp/q2/qrelayd.conf" <<EOF
+listen = ["127.0.0.1:$q2port"];
+workers = 2;
+max_accounts = $((ACCOUNTS + 16));
+pid_file = "$tmp/q2/qrelayd.pid";
+database = { path = "$tmp/q2/qrelay.db"; };
+www_dir = "$top/www";
+upstream = { q_endpoint = "$up"; oidc_endpoint = "$up"; kiro_auth_endpoint = "$up"; };
+refresher = { usage_interval = 0; };
+limits = { max_connections = $maxconn; keepalive_timeout = 300; header_timeout = 300; };
+EOF
+	say "(e) starting a second qrelayd on :$q2port with $ACCOUNTS accounts"
+	QRELAYD_ADMIN_PASSWORD=$PASSWORD $srv "$QRELAYD" -d -f "$tmp/q2/qrelayd.conf" \
+		2> "$tmp/q2/qrelayd.log" &
+	q2pid=$!
+	ok=0
+	for _ in $(seq 1 100); do
+		curl -fs -o /dev/null "http://127.0.0.1:$q2port/healthz" && { ok=1; break; }
+		sleep 0.1
+	done
+	[ $ok = 1 ] || { cat "$tmp/q2/qrelayd.log" >&2; die "the second qrelayd did not start"; }
+	base2="http://127.0.0.1:$q2port"
+	tok2=$(curl -fs -X POST -H 'Content-Type: application/json' \
+		-d "{\"password\":\"$PASSWORD\"}" "$base2/v2/auth/login" | jget token) ||
+		die "admin login (second qrelayd) failed"
+	# Kiro IDE credential objects with a live token: benchq takes
+	# "bench-at" from any account, and none needs renewing
+	python3 - "$ACCOUNTS" > "$tmp/accounts.json" <<'PYEOF'
+import json, sys
+print(json.dumps([{"authMethod": "social", "provider": "Google",
+    "refreshToken": "bench-rt-%d" % i, "accessToken": "bench-at",
+    "expiresAt": "2099-01-01T00:00:00Z", "region": "us-east-1"}
+    for i in range(int(sys.argv[1]))]))
+PYEOF
+	added=$(curl -fs -X POST -H "Authorization: Bearer $tok2" \
+		-H 'Content-Type: application/json' --data-binary @"$tmp/accounts.json" \
+		"$base2/v2/accounts/import" | jget added) || die "import into the second qrelayd failed"
+	[ "$added" = "$ACCOUNTS" ] || die "imported $added of $ACCOUNTS accounts"
+	key2=$(curl -fs -X POST -H "Authorization: Bearer $tok2" \
+		-H 'Content-Type: application/json' -d '{"name":"bench"}' \
+		"$base2/v2/keys" | jget key) || die "POST /v2/keys (second qrelayd) failed"
+	QH2=(-H "Authorization: Bearer $key2" -H "anthropic-version: 2023-06-01"
+	    -H "Content-Type: application/json")
+	ok=0
+	for _ in $(seq 1 150); do
+		st=$(curl -s -o /dev/null -w '%{http_code}' -X POST "${QH2[@]}" \
+			--data-binary @"$tmp/msg.json" "$base2/v1/messages")
+		[ "$st" = 200 ] && { ok=1; break; }
+		sleep 0.2
+	done
+	[ $ok = 1 ] || { cat "$tmp/q2/qrelayd.log" >&2; die "no 200 from the second qrelayd (last $st)"; }
+fi
+
 qall() { echo "$qpid $(pgrep -P "$qpid" | tr '\n' ' ')"; }
+q2all() { echo "$q2pid $(pgrep -P "$q2pid" | tr '\n' ' ')"; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 sum_rss() { local s=0 p; for p in "$@"; do s=$((s + $(rss_kb "$p"))); done; echo $s; }
@@ -264,6 +330,28 @@ run_pair() { # run_pair PART ROUND BODY [-T]
 		echo "$p $s $r $out" | tee -a "$res"
 	done
 }
+lg_q2() {
+	$cli "$tmp/loadgen" -P "$q2port" -r "$RATE" -c "$CONNS" -d "$DURATION" \
+		-w "$WARM" -m POST -p /v1/messages -b "$1" "${QH2[@]}"
+}
+# (e): one account, ACCOUNTS accounts and benchq alone, the order rotating
+run_pool() { # run_pool ROUND
+	local r=$1 s out pids c0 nreq order
+	case $((r % 3)) in
+	0) order="q1 qN benchq" ;; 1) order="qN benchq q1" ;; *) order="benchq q1 qN" ;;
+	esac
+	nreq=$(awk -v r="$RATE" -v d="$DURATION" -v w="$WARM" 'BEGIN { printf "%.0f", r * (d + w) }')
+	for s in $order; do
+		case $s in q1) pids=$(qall) ;; qN) pids=$(q2all) ;; *) pids=$bpid ;; esac
+		c0=$(cpu_us $pids)
+		case $s in
+		q1) out=$(lg_q "$tmp/msg.json") ;;
+		qN) out=$(lg_q2 "$tmp/msg.json") ;;
+		*) out=$(lg_b) ;;
+		esac
+		echo "e $s $r $out cpu_us=$(( ($(cpu_us $pids) - c0) / nreq ))" | tee -a "$res"
+	done
+}
 if part a || part b; then
 	say "$ROUNDS rounds x (a, b) x (qrelayd, benchq), ${DURATION}s + ${WARM}s warm-up each at $RATE req/s"
 	DURATION=1 WARM=0 lg_q "$tmp/msg.json" > /dev/null	# warm-up
@@ -272,6 +360,16 @@ if part a || part b; then
 		part a && run_pair a "$r" "$tmp/msg.json"
 		part b && run_pair b "$r" "$tmp/msg-stream.json" -T
 	done
+fi
+pool_lines=""
+if part e; then
+	say "(e) $ROUNDS rounds x (1 account, $ACCOUNTS accounts, benchq) at $RATE req/s"
+	DURATION=1 WARM=0 lg_q2 "$tmp/msg.json" > /dev/null	# warm-up
+	for r in $(seq 1 "$ROUNDS"); do run_pool "$r"; done
+	kill -0 "$q2pid" 2>/dev/null || die "the second qrelayd died"
+	say "(e) poolbench"
+	pool_lines=$($cli "$POOLBENCH") || die "poolbench failed"
+	echo "$pool_lines" | sed 's/^/  /'
 fi
 load_after=$(cut -d" " -f1-3 /proc/loadavg)
 kill -0 "$qpid" 2>/dev/null || die "qrelayd died during the latency runs"
@@ -410,6 +508,25 @@ if part c; then
 	echo "    token counting: (cd $top && $TOKBENCH)"
 	echo "    $tok_line"
 	echo "    target: 100 KB prompt < 5 ms: $(pf "$(awk -v v="$tok_ms" 'BEGIN { print (v != "?" && v + 0 < 5) }')")"
+	echo
+fi
+if part e; then
+	echo "(e) the pool: the same load as (a) through a qrelayd with 1 account (q1) and one with $ACCOUNTS accounts (qN), rounds interleaved with benchq alone (us):"
+	printf "  %-9s %8s %8s %8s %7s   %s\n" "" p50_us p90_us p99_us errors "CPU us/req"
+	for s in q1 qN benchq; do
+		printf "  %-9s %8.0f %8.0f %8.0f %7s   %s\n" $s "$(med e $s p50_us)" \
+			"$(med e $s p90_us)" "$(med e $s p99_us)" "$(errs e $s)" "$(med e $s cpu_us)"
+	done
+	o1=$(awk -v a="$(med e q1 p50_us)" -v b="$(med e benchq p50_us)" 'BEGIN { print a - b }')
+	oN=$(awk -v a="$(med e qN p50_us)" -v b="$(med e benchq p50_us)" 'BEGIN { print a - b }')
+	c1=$(med e q1 cpu_us); cN=$(med e qN cpu_us)
+	g=$(awk -v a="$o1" -v b="$oN" 'BEGIN { if (a > 0) printf "%.1f", (b / a - 1) * 100; else print "?" }')
+	gc=$(awk -v a="$c1" -v b="$cN" 'BEGIN { if (a > 0) printf "%.1f", (b / a - 1) * 100; else print "?" }')
+	echo "  overhead p50: 1 account $o1 us, $ACCOUNTS accounts $oN us: growth $g% (CPU per request: $c1 -> $cN us, $gc%)"
+	echo "  target: overhead grows < 10%: $(pf "$(awk -v g="$g" -v e="$(errs e qN)" 'BEGIN { print (g != "?" && g + 0 < 10 && e == 0) }')")"
+	echo "  account selection: $POOLBENCH (processes pick + release in a loop over a shared table of 10,000 ready accounts; see poolbench.c)"
+	echo "$pool_lines" | sed 's/^/    /'
+	echo "  target: < 1000 ns per pick: $(pf "$(echo "$pool_lines" | field ns_per_pick | awk 'BEGIN { ok = 1; n = 0 } { n++; if ($1 + 0 >= 1000) ok = 0 } END { print (n > 0 && ok) }')")"
 	echo
 fi
 if part d; then

@@ -320,6 +320,67 @@ DEFAULT_ERROR_BODIES = {
           "reason": "MODEL_TEMPORARILY_UNAVAILABLE"},
 }
 
+# Named answers of the real service for scripted responses: R =
+# {"preset": NAME} (status and body; R's own "status"/"body" win, so
+# {"preset": "INSUFFICIENT_MODEL_CAPACITY", "status": 400} works).
+SUSPENDED_MSG = ("Your User ID (d-9067642ac7.34488428-a041-70f4-c0dd-"
+                 "33c8e7a1b2c4) temporarily is suspended. We've locked your "
+                 "account as a security precaution. To unlock it, please "
+                 "contact support.")
+ERROR_PRESETS = {
+    "THROTTLING": (429, DEFAULT_ERROR_BODIES[429]),
+    "USER_REQUEST_RATE_EXCEEDED": (429, DEFAULT_ERROR_BODIES[429]),
+    "DAILY_REQUEST_COUNT": (429, {
+        "__type": "com.amazon.aws.codewhisperer#ThrottlingException",
+        "message": "Daily request limit reached.",
+        "reason": "DAILY_REQUEST_COUNT"}),
+    "MONTHLY_REQUEST_COUNT": (402, DEFAULT_ERROR_BODIES[402]),
+    "OVERAGE_REQUEST_LIMIT_EXCEEDED": (402, {
+        "message": "You have reached the limit for overages.",
+        "reason": "OVERAGE_REQUEST_LIMIT_EXCEEDED"}),
+    "TEMPORARILY_SUSPENDED": (403, {
+        "__type": "com.amazon.aws.codewhisperer#AccessDeniedException",
+        "message": SUSPENDED_MSG, "reason": "TEMPORARILY_SUSPENDED"}),
+    "INSUFFICIENT_MODEL_CAPACITY": (429, {
+        "__type": "com.amazon.aws.codewhisperer#ThrottlingException",
+        "message": "I am experiencing high traffic, please try again "
+                   "shortly.",
+        "reason": "INSUFFICIENT_MODEL_CAPACITY"}),
+    "BEARER_INVALID": (403, BEARER_INVALID),
+    "IMPROPER": (400, IMPROPER),
+    "TOO_LONG": (400, TOO_LONG),
+    "INTERNAL": (500, DEFAULT_ERROR_BODIES[500]),
+    "HIGH_LOAD": (500, {
+        "__type": "com.amazon.aws.codewhisperer#InternalServerException",
+        "message": "Encountered unexpectedly high load when processing the "
+                   "request, please try again."}),
+    "UNAVAILABLE": (503, DEFAULT_ERROR_BODIES[503]),
+}
+
+
+def scripted_error(r):
+    """(status, body, headers) of a scripted response R, the preset and
+    "retry_after" applied; status 200 means a stream."""
+    headers = dict(r.get("headers") or {})
+    pre = r.get("preset")
+    if pre is not None:
+        if pre not in ERROR_PRESETS:
+            raise ValueError("unknown preset %r" % (pre,))
+        st, body = ERROR_PRESETS[pre]
+        st = int(r.get("status", st))
+        body = r.get("body", body)
+    else:
+        st = int(r.get("status", 200))
+        body = r.get("body", DEFAULT_ERROR_BODIES.get(
+            st, {"message": reason_phrase(st)}))
+    if r.get("retry_after") is not None:
+        headers["Retry-After"] = str(r["retry_after"])
+    if isinstance(body, dict) and "__type" in body and not any(
+            k.lower() == "x-amzn-errortype" for k in headers):
+        headers["x-amzn-ErrorType"] = body["__type"].split("#")[-1]
+    return st, body, headers
+
+
 OIDC_EXC = {
     "authorization_pending": (400, "AuthorizationPendingException"),
     "slow_down": (400, "SlowDownException"),
@@ -621,6 +682,7 @@ class State:
             "accept_any_token": False,
             "strict": False,
             "quiet": False,
+            "refresh_delay_ms": 0,
         }
         self.stats = collections.Counter()
         self.reset()
@@ -634,6 +696,47 @@ class State:
         self.records = collections.deque(
             maxlen=max(1, int(self.config["max_records"])))
         self.seq = 0
+        self.reset_refresh_stats()
+
+    def reset_refresh_stats(self):
+        # refreshes (OIDC refresh_token grants, Kiro /refreshToken) in
+        # flight, by account id ("aid": the first refresh token, kept
+        # across rotation), to show overlap and parallelism
+        self.refresh_inflight = collections.Counter()
+        self.refresh = {"refresh_total": 0, "refresh_parallel": 0,
+                        "refresh_max_parallel": 0,
+                        "refresh_overlap_same_account": 0,
+                        "refresh_by_account": collections.Counter(),
+                        "refresh_overlap_accounts": []}
+
+    def refresh_begin(self, aid):
+        r = self.refresh
+        r["refresh_total"] += 1
+        r["refresh_parallel"] += 1
+        r["refresh_max_parallel"] = max(r["refresh_max_parallel"],
+                                        r["refresh_parallel"])
+        if self.refresh_inflight[aid] > 0:
+            r["refresh_overlap_same_account"] += 1
+            if len(r["refresh_overlap_accounts"]) < 100:
+                r["refresh_overlap_accounts"].append(
+                    self.label_of_aid(aid))
+        self.refresh_inflight[aid] += 1
+        r["refresh_by_account"][self.label_of_aid(aid)] += 1
+
+    def refresh_end(self, aid):
+        self.refresh["refresh_parallel"] -= 1
+        self.refresh_inflight[aid] -= 1
+        if self.refresh_inflight[aid] <= 0:
+            del self.refresh_inflight[aid]
+
+    def label_of_aid(self, aid):
+        a = self.accounts.get(aid)
+        return (a.get("label") if a else None) or aid
+
+    def refresh_stats(self):
+        out = {k: v for k, v in self.refresh.items()}
+        out["refresh_by_account"] = dict(self.refresh["refresh_by_account"])
+        return out
 
     def add_account(self, spec):
         rt = spec.get("refreshToken") or "aorAAAA" + secrets.token_urlsafe(40)
@@ -648,8 +751,9 @@ class State:
                          else None),
                         ("expiresIn", 3600), ("rotate", False),
                         ("fail", None), ("usage", {}),
-                        ("email", "user@example.com")):
+                        ("email", "user@example.com"), ("label", None)):
             a[k] = spec.get(k, old.get(k, dflt))
+        a.setdefault("aid", rt)
         a.setdefault("revoked", False)
         a.setdefault("refreshes", 0)
         a.setdefault("credits", 0.0)
@@ -658,6 +762,22 @@ class State:
         if "revoked" in spec:
             a["revoked"] = bool(spec["revoked"])
         self.accounts[rt] = a
+        return a
+
+    def find_account(self, key):
+        """The live account of a refresh token, first refresh token
+        (aid) or label; rotation followed."""
+        a = self.accounts.get(key) if key else None
+        if a is None and key:
+            for b in self.accounts.values():
+                if b.get("label") == key or b.get("aid") == key:
+                    a = b
+                    if not b.get("rotated_to"):
+                        break
+        seen = 0
+        while a is not None and a.get("rotated_to") and seen < 1000:
+            a = self.accounts.get(a["rotated_to"])
+            seen += 1
         return a
 
     def issue(self, rt):
@@ -680,7 +800,9 @@ class State:
                 return None, None
             return None, "unknown bearer token"
         if t["exp"] <= time.time():
-            return None, "expired bearer token"
+            # the account is still named in the record (a test asks
+            # which account's token was refused)
+            return self.accounts.get(t["rt"]), "expired bearer token"
         return self.accounts.get(t["rt"]), None
 
     def take_script(self, endpoint, body_text, acct):
@@ -691,8 +813,9 @@ class State:
             if m is not None and m not in body_text:
                 continue
             ra = r.get("account")
-            if ra is not None and (acct is None or
-                                   acct["refreshToken"] != ra):
+            if ra is not None and (acct is None or ra not in (
+                    acct["refreshToken"], acct.get("aid"),
+                    acct.get("label"))):
                 continue
             times = r.get("times", 1)
             if times in (0, -1, None) or times == "forever":
@@ -1003,9 +1126,10 @@ async def h_assistant(ex, flavour):
     req, rec = ex.req, ex.rec
     acct, err = STATE.account_of(req.headers)
     if err:
+        note_account(rec, acct)
         return await ex.send(403, BEARER_INVALID, error="bearer-invalid: "
                              + err)
-    rec["account"] = acct["refreshToken"] if acct else None
+    note_account(rec, acct)
     if len(req.body) > STATE.config["too_long_bytes"]:
         return await ex.reject(Reject(
             "body of %d bytes is over %d: CONTENT_LENGTH_EXCEEDS_THRESHOLD"
@@ -1036,16 +1160,12 @@ async def h_assistant(ex, flavour):
         return await ex.reject(Reject("scripted too_long: "
                                       "CONTENT_LENGTH_EXCEEDS_THRESHOLD",
                                       TOO_LONG))
-    status = int(r.get("status", 200))
-    headers = dict(r.get("headers") or {})
+    if r.get("drop"):
+        return await drop_connection(ex, r)
+    status, body, headers = scripted_error(r)
     if status != 200:
         if r.get("delay_ms"):
             await asyncio.sleep(float(r["delay_ms"]) / 1000.0)
-        body = r.get("body", DEFAULT_ERROR_BODIES.get(
-            status, {"message": reason_phrase(status)}))
-        if isinstance(body, dict) and "__type" in body and not any(
-                k.lower() == "x-amzn-errortype" for k in headers):
-            headers["x-amzn-ErrorType"] = body["__type"].split("#")[-1]
         return await ex.send(status, body, headers,
                              error="scripted %d" % status)
     if "replay" in r:
@@ -1076,39 +1196,98 @@ async def scripted_simple(ex, endpoint, acct=None):
         return False
     if r.get("delay_ms"):
         await asyncio.sleep(float(r["delay_ms"]) / 1000.0)
-    st = int(r.get("status", 200))
-    body = r.get("body", DEFAULT_ERROR_BODIES.get(
-        st, {"message": reason_phrase(st)}))
     ex.rec["script"] = True
-    await ex.send(st, body, r.get("headers"), error="scripted %d" % st)
+    if r.get("drop"):
+        await drop_connection(ex, r)
+    st, body, headers = scripted_error(r)
+    await ex.send(st, body, headers, error="scripted %d" % st)
     return True
 
 
-async def h_usage(ex, params):
-    acct, err = STATE.account_of(ex.req.headers)
-    if err:
-        return await ex.send(403, BEARER_INVALID,
-                             error="bearer-invalid: " + err)
-    ex.rec["account"] = acct["refreshToken"] if acct else None
-    if await scripted_simple(ex, "usage", acct):
+async def drop_connection(ex, r):
+    """R "drop": close the connection without a byte of answer (true:
+    FIN; "rst": reset), as a dead upstream host would."""
+    ex.rec["error"] = "dropped (%s)" % r["drop"]
+    ex.rec["stream"] = "dropped"
+    STATE.stats["dropped"] += 1
+    log("%s %s -> dropped" % (ex.req.method, ex.req.path))
+    if r["drop"] == "rst":
+        sock = ex.conn.w.get_extra_info("socket")
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                            struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        ex.conn.w.transport.abort()
+    else:
+        ex.conn.w.close()
+    raise Closed()
+
+
+def note_account(rec, acct):
+    """Record which account made a request: its refresh token (as
+    sent), its first refresh token ("aid") and its label."""
+    if rec is None:
         return
+    rec["account"] = acct["refreshToken"] if acct else None
+    rec["aid"] = acct.get("aid") if acct else None
+    rec["label"] = acct.get("label") if acct else None
+
+
+def set_usage(a, d):
+    """POST /_fake/usage: what getUsageLimits says for account a.
+    "used" restarts the count (metered credits add to it from now on)."""
+    u = dict(a.get("usage_set") or {})
+    if "used" in d:
+        u["used"] = float(d["used"])
+        a["credits"] = 0.0
+    if "limit" in d:
+        u["limit"] = float(d["limit"])
+    if "nextDateReset" in d:
+        u["nextDateReset"] = float(d["nextDateReset"])
+    if "subscription" in d:
+        u["subscription"] = str(d["subscription"])
+    if "email" in d:
+        a["email"] = str(d["email"])
+    if "freeTrial" in d:        # {"limit","used","status","expiry"}
+        u["freeTrial"] = dict(d["freeTrial"]) if d["freeTrial"] else None
+    a["usage_set"] = u
+
+
+def usage_answer(acct):
+    """The getUsageLimits JSON of reference 5.3 for acct (or None)."""
+    u = (acct or {}).get("usage_set") or {}
     reset_ts, days = next_reset()
-    used = round(acct["credits"], 6) if acct else 0.0
+    if "nextDateReset" in u:
+        reset_ts = u["nextDateReset"]
+        days = max(0, int((reset_ts - time.time()) // 86400))
+    used = u.get("used", 0.0) + (acct["credits"] if acct else 0.0)
+    used = round(used, 6)
+    limit = u.get("limit", 1000.0)
     bd = {"resourceType": "CREDIT", "unit": "INVOCATIONS",
           "displayName": "Credit", "displayNamePlural": "Credits",
-          "usageLimit": 1000, "usageLimitWithPrecision": 1000.0,
+          "usageLimit": int(limit), "usageLimitWithPrecision": float(limit),
           "currentUsage": int(used), "currentUsageWithPrecision": used,
           "currentOverages": 0, "currentOveragesWithPrecision": 0.0,
           "overageCap": 10000, "overageCapWithPrecision": 10000.0,
           "overageRate": 0.04, "overageCharges": 0.0, "currency": "USD",
           "nextDateReset": float(reset_ts), "bonuses": []}
+    ft = u.get("freeTrial")
+    if ft:
+        bd["freeTrialInfo"] = {
+            "freeTrialStatus": ft.get("status", "ACTIVE"),
+            "freeTrialExpiry": float(ft.get("expiry", reset_ts)),
+            "usageLimit": int(ft.get("limit", 500)),
+            "usageLimitWithPrecision": float(ft.get("limit", 500)),
+            "currentUsage": int(ft.get("used", 0)),
+            "currentUsageWithPrecision": float(ft.get("used", 0))}
     if acct:
         bd.update(acct.get("usage") or {})
-    body = {"daysUntilReset": days, "nextDateReset": float(reset_ts),
+    return {"daysUntilReset": days, "nextDateReset": float(reset_ts),
             "limits": [],
             "overageConfiguration": {"overageStatus": "DISABLED"},
             "subscriptionInfo": {
-                "subscriptionTitle": "KIRO PRO+",
+                "subscriptionTitle": u.get("subscription", "KIRO PRO+"),
                 "type": "Q_DEVELOPER_STANDALONE_PRO_PLUS",
                 "subscriptionManagementTarget": "MANAGE",
                 "overageCapability": "OVERAGE_CAPABLE",
@@ -1117,15 +1296,27 @@ async def h_usage(ex, params):
                          "user@example.com",
                          "userId": acct["userId"] if acct else "d-0"},
             "usageBreakdownList": [bd]}
-    await ex.send(200, body)
+
+
+async def h_usage(ex, params):
+    acct, err = STATE.account_of(ex.req.headers)
+    if err:
+        note_account(ex.rec, acct)
+        return await ex.send(403, BEARER_INVALID,
+                             error="bearer-invalid: " + err)
+    note_account(ex.rec, acct)
+    if await scripted_simple(ex, "usage", acct):
+        return
+    await ex.send(200, usage_answer(acct))
 
 
 async def h_models(ex, params):
     acct, err = STATE.account_of(ex.req.headers)
     if err:
+        note_account(ex.rec, acct)
         return await ex.send(403, BEARER_INVALID,
                              error="bearer-invalid: " + err)
-    ex.rec["account"] = acct["refreshToken"] if acct else None
+    note_account(ex.rec, acct)
     if await scripted_simple(ex, "models", acct):
         return
     if not params.get("origin"):
@@ -1159,6 +1350,7 @@ async def h_models(ex, params):
 async def h_profiles(ex, params):
     acct, err = STATE.account_of(ex.req.headers)
     if err:
+        note_account(ex.rec, acct)
         return await ex.send(403, BEARER_INVALID,
                              error="bearer-invalid: " + err)
     arn = (acct or {}).get("profileArn") or \
@@ -1260,7 +1452,38 @@ def do_refresh(a):
     return at, exp, new_rt
 
 
+async def refresh_counted(ex, handler):
+    """Run a refresh handler (OIDC refresh_token grant or Kiro
+    /refreshToken) as one refresh in flight: counted in the refresh
+    stats (parallel, overlapping for one account), after the
+    configured refresh_delay_ms so overlap would show."""
+    d = body_json(ex) or {}
+    rt = d.get("refreshToken")
+    is_refresh = ex.req.path == "/refreshToken" or \
+        d.get("grantType") == "refresh_token"
+    if not is_refresh or not _is_str(rt):
+        return await handler(ex)
+    a = STATE.accounts.get(rt)
+    aid = a.get("aid", rt) if a else rt
+    STATE.refresh_begin(aid)
+    try:
+        delay = float(STATE.config.get("refresh_delay_ms") or 0)
+        if delay > 0:
+            await asyncio.sleep(delay / 1000.0)
+        return await handler(ex)
+    finally:
+        STATE.refresh_end(aid)
+
+
 async def h_token(ex):
+    return await refresh_counted(ex, h_token_inner)
+
+
+async def h_kiro_refresh(ex):
+    return await refresh_counted(ex, h_kiro_refresh_inner)
+
+
+async def h_token_inner(ex):
     if await scripted_simple(ex, "oidc_token"):
         return
     d = body_json(ex)
@@ -1297,12 +1520,13 @@ async def h_token(ex):
         if dev["state"] == "pending":
             return await ex.oidc_error("authorization_pending",
                                        "Authorization pending")
-        a = STATE.add_account({"kind": "idc", "clientId": cid,
-                               "clientSecret": sec})
+        spec = dict(dev.get("account_spec") or {})
+        spec.update({"kind": "idc", "clientId": cid, "clientSecret": sec})
+        a = STATE.add_account(spec)
         dev["state"] = "consumed"
         dev["refreshToken"] = a["refreshToken"]
         at, exp = STATE.issue(a["refreshToken"])
-        ex.rec["account"] = a["refreshToken"]
+        note_account(ex.rec, a)
         return await ex.send(200, token_answer(a, at, exp,
                                                a["refreshToken"]))
     if gt == "refresh_token":
@@ -1319,7 +1543,7 @@ async def h_token(ex):
                 error="invalid_grant: %s" % (
                     "unknown refresh token" if a is None else
                     "revoked" if a["revoked"] else "not an idc account"))
-        ex.rec["account"] = rt
+        note_account(ex.rec, a)
         at, exp, new_rt = do_refresh(a)
         return await ex.send(200, token_answer(a, at, exp, new_rt))
     if gt in ("authorization_code",):
@@ -1328,7 +1552,7 @@ async def h_token(ex):
                                "Unsupported grant type %r" % (gt,))
 
 
-async def h_kiro_refresh(ex):
+async def h_kiro_refresh_inner(ex):
     if await scripted_simple(ex, "kiro_refresh"):
         return
     d = body_json(ex)
@@ -1347,7 +1571,7 @@ async def h_kiro_refresh(ex):
                                  "unknown refresh token" if a is None else
                                  "revoked" if a["revoked"] else
                                  "not a social account"))
-    ex.rec["account"] = rt
+    note_account(ex.rec, a)
     at, exp, new_rt = do_refresh(a)
     out = {"accessToken": at, "expiresIn": exp,
            "profileArn": a["profileArn"] or SOCIAL_ARN}
@@ -1389,6 +1613,11 @@ async def h_control(ex):
             return await ex.send(400, {"error": "responses must be a list "
                                        "of objects"})
         for r in rs:
+            if r.get("preset") is not None and \
+                    r["preset"] not in ERROR_PRESETS:
+                return await ex.send(400, {"error": "unknown preset %r; "
+                                           "known: %s" % (r["preset"], ", "
+                                           .join(sorted(ERROR_PRESETS)))})
             if "replay" in r and not os.path.exists(
                     resolve_path(str(r["replay"]))):
                 return await ex.send(400, {"error": "no such recording %r"
@@ -1448,6 +1677,10 @@ async def h_control(ex):
         dev = devs[-1]
         if action == "approve":
             dev["state"] = "approved"
+            # optional: how the account the approval creates looks
+            dev["account_spec"] = {k: d[k] for k in (
+                "label", "refreshToken", "expiresIn", "rotate", "email")
+                if k in d}
         elif action == "deny":
             dev["state"] = "denied"
         elif action == "slow_down":
@@ -1473,7 +1706,20 @@ async def h_control(ex):
                     STATE.records, maxlen=max(1, int(d["max_records"])))
         return await ex.send(200, STATE.config)
     if p == "/_fake/stats" and req.method == "GET":
-        return await ex.send(200, dict(STATE.stats))
+        return await ex.send(200, dict(STATE.stats) | STATE.refresh_stats())
+    if p == "/_fake/stats/reset" and req.method == "POST":
+        STATE.stats.clear()
+        STATE.reset_refresh_stats()
+        return await ex.send(200, {"reset": True})
+    if p == "/_fake/usage" and req.method == "POST":
+        a = STATE.find_account(d.get("refreshToken") or d.get("label"))
+        if a is None:
+            return await ex.send(404, {"error": "no such account"})
+        try:
+            set_usage(a, d)
+        except (TypeError, ValueError) as e:
+            return await ex.send(400, {"error": "bad usage: %s" % e})
+        return await ex.send(200, usage_answer(a))
     if p == "/_fake/verify":
         return await ex.send(200, "fakeq device verification page\n",
                              ctype="text/plain")
@@ -1483,7 +1729,7 @@ async def h_control(ex):
 # ---------------------------------------------------------------------
 # routing
 
-def record(req):
+def record(req, conn=None):
     STATE.seq += 1
     body = req.body
     try:
@@ -1496,6 +1742,10 @@ def record(req):
            "headers": dict(req.headers), "body": parsed,
            "body_bytes": len(body), "status": None, "error": None,
            "account": None}
+    if conn is not None:
+        # the client's port, to tell which connection (a proxy's) it came on
+        peer = conn.w.get_extra_info("peername")
+        rec["peer_port"] = peer[1] if peer else None
     STATE.records.append(rec)
     return rec
 
@@ -1505,7 +1755,7 @@ async def dispatch(ex):
     p = req.path
     if p.startswith("/_fake/"):
         return await h_control(ex)
-    ex.rec = record(req)
+    ex.rec = record(req, ex.conn)
     m = req.method
     if p == "/generateAssistantResponse" and m == "POST":
         if req.ctype() != "application/json":

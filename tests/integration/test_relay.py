@@ -14,7 +14,7 @@ import time
 
 from qrtest import (Daemon, Conn, build_request, check, eq, wait_for,
                     TestFailure, ADMIN_PASSWORD)
-from qrfake import FakeUpstream
+from qrfake import FakeUpstream, anth_body, oa_body
 
 
 # -- set-up ----------------------------------------------------------------
@@ -51,24 +51,6 @@ def setup(accounts=1, **kw):
 def upstream_calls(fake):
     return [q for q in fake.requests()
             if q["path"] in ("/generateAssistantResponse", "/")]
-
-
-def anth_body(text="hi", stream=False, **kw):
-    b = {"model": "claude-sonnet-4-5-20250929", "max_tokens": 1024,
-         "messages": [{"role": "user", "content": text}]}
-    if stream:
-        b["stream"] = True
-    b.update(kw)
-    return b
-
-
-def oa_body(text="hi", stream=False, **kw):
-    b = {"model": "claude-sonnet-4.5",
-         "messages": [{"role": "user", "content": text}]}
-    if stream:
-        b["stream"] = True
-    b.update(kw)
-    return b
 
 
 def post(d, key, path, body, timeout=20):

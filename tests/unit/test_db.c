@@ -75,9 +75,9 @@ Test(db, migrations_idempotent)
 	db_close(db);
 	db = open_migrated();
 	/* every migration once, however often db_migrate runs */
-	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM schema_version"), 2);
+	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM schema_version"), 3);
 	cr_assert_eq(count_rows(db, "SELECT MAX(version) FROM schema_version"),
-	    2);
+	    3);
 	for (i = 0; i < nitems(tables); i++) {
 		cr_assert_eq(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM "
 		    "sqlite_master WHERE type = 'table' AND name = ?", -1, &st,
@@ -568,5 +568,682 @@ Test(db, logs_insert_prune_count)
 	cr_assert_str_eq(err, "boom");
 	cr_assert_eq(db_logs_count(db), 2);
 	cr_assert(sqlite3_get_autocommit(db));
+	db_close(db);
+}
+
+/* ---- the pool: migration 3, parse, import, export, health, settings ---- */
+
+static void
+test_key(void)
+{
+	unsigned char	 k[SECRET_KEY_LEN];
+	size_t		 i;
+
+	for (i = 0; i < sizeof(k); i++)
+		k[i] = (unsigned char)(i * 7 + 1);
+	cr_assert_eq(secret_set_key(k), 0);
+}
+
+static int64_t
+add_social(sqlite3 *db, const char *rt, const char *label)
+{
+	struct db_account_new	 an;
+
+	memset(&an, 0, sizeof(an));
+	an.an_type = "social";
+	an.an_label = label;
+	an.an_refresh_token = rt;
+	an.an_enabled = 1;
+	return db_account_add(db, &an);
+}
+
+Test(db, migration3_on_old_database)
+{
+	sqlite3		*db = open_migrated();
+	struct db_account a;
+	int64_t		 id, id2;
+
+	test_key();
+	/* make it a database of migration 2, holding an account */
+	cr_assert_eq(sqlite3_exec(db, "DROP INDEX accounts_refresh_hash;"
+	    "ALTER TABLE accounts DROP COLUMN proxy;"
+	    "ALTER TABLE accounts DROP COLUMN max_inflight;"
+	    "ALTER TABLE accounts DROP COLUMN rpm;"
+	    "ALTER TABLE accounts DROP COLUMN exhausted_until;"
+	    "ALTER TABLE accounts DROP COLUMN usage_used;"
+	    "ALTER TABLE accounts DROP COLUMN usage_limit;"
+	    "ALTER TABLE accounts DROP COLUMN usage_reset;"
+	    "ALTER TABLE accounts DROP COLUMN usage_checked;"
+	    "ALTER TABLE accounts DROP COLUMN subscription;"
+	    "ALTER TABLE accounts DROP COLUMN email;"
+	    "ALTER TABLE accounts DROP COLUMN refresh_hash;"
+	    "DELETE FROM schema_version WHERE version = 3;"
+	    "INSERT INTO accounts (type, label, created_at, updated_at)"
+	    " VALUES ('social', 'old', 1, 1)", NULL, NULL, NULL), SQLITE_OK,
+	    "%s", sqlite3_errmsg(db));
+	cr_assert_eq(db_migrate(db), 0);
+	cr_assert_eq(count_rows(db, "SELECT MAX(version) FROM schema_version"),
+	    3);
+	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM accounts WHERE"
+	    " refresh_hash IS NULL AND proxy = '' AND max_inflight = 0 AND"
+	    " rpm = 0 AND exhausted_until = 0 AND usage_limit = 0"), 1);
+	id = count_rows(db, "SELECT id FROM accounts");
+	cr_assert_eq(db_account_get(db, id, &a), 1);
+	cr_assert_str_eq(a.a_label, "old");
+	cr_assert_str_eq(a.a_proxy, "");
+	/* the old row's NULL hash does not collide with new ones */
+	cr_assert_gt(id2 = add_social(db, "rt-new-0123456789", "n"), id);
+	cr_assert_eq(add_social(db, "rt-new-0123456789", "again"), -1,
+	    "UNIQUE hash missing");
+	cr_assert_eq(db_account_find_refresh(db, "rt-new-0123456789"), id2);
+	db_close(db);
+	secret_forget();
+}
+
+Test(db, hash_backfill)
+{
+	sqlite3		*db = open_migrated();
+	int64_t		 id;
+
+	test_key();
+	cr_assert_gt(id = add_social(db, "rt-back-0123456789", "b"), 0);
+	cr_assert_eq(sqlite3_exec(db, "UPDATE accounts SET refresh_hash ="
+	    " NULL", NULL, NULL, NULL), SQLITE_OK);
+	cr_assert_eq(db_account_find_refresh(db, "rt-back-0123456789"), 0);
+	cr_assert_eq(db_accounts_hash_backfill(db), 1);
+	cr_assert_eq(db_account_find_refresh(db, "rt-back-0123456789"), id);
+	cr_assert_eq(db_accounts_hash_backfill(db), 0);
+	db_close(db);
+	secret_forget();
+}
+
+/* secrets that the tests put in lines: never in an error message */
+static const char *const parse_secrets[] = { "SECRETrt", "SECRETcs",
+	"SECRETat", "hunter2" };
+
+static void
+assert_no_secret(const char *err, const char *line)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(parse_secrets); i++)
+		cr_assert_null(strstr(err, parse_secrets[i]),
+		    "error %s shows a secret of line %s", err, line);
+}
+
+static int
+parse(const char *text, struct db_account_new *an, struct json_object **o,
+    char *line, char *err, size_t errsz)
+{
+	strlcpy_qr(line, text, 4096);
+	return db_account_parse(line, o, an, err, errsz);
+}
+
+Test(db, account_parse_good)
+{
+	struct db_account_new	 an;
+	struct json_object	*o;
+	char			 line[4096], err[256];
+
+	/* a bare refresh token: social (an AWS token may hold one ':') */
+	cr_assert_eq(parse("  aorSECRETrt:MGUC123 \r\n", &an, &o, line, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(an.an_type, "social");
+	cr_assert_str_eq(an.an_refresh_token, "aorSECRETrt:MGUC123");
+	cr_assert_eq(an.an_enabled, 1);
+	json_object_put(o);
+
+	/* clientId:clientSecret:refreshToken, the token with a colon */
+	cr_assert_eq(parse("cid-1:SECRETcs:aorSECRETrt:MG", &an, &o, line,
+	    err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(an.an_type, "idc");
+	cr_assert_str_eq(an.an_client_id, "cid-1");
+	cr_assert_str_eq(an.an_client_secret, "SECRETcs");
+	cr_assert_str_eq(an.an_refresh_token, "aorSECRETrt:MG");
+	json_object_put(o);
+
+	/* the POST body / export entry */
+	cr_assert_eq(parse("{\"type\":\"idc\",\"label\":\"w\",\"clientId\":"
+	    "\"c\",\"clientSecret\":\"SECRETcs\",\"refreshToken\":\"SECRETrt\","
+	    "\"region\":\"eu-west-1\",\"proxy\":\"socks5h://u:hunter2@"
+	    "127.0.0.1:1080\",\"maxConcurrency\":3,\"rpm\":60,\"enabled\":"
+	    "false,\"refreshTokenHint\":\"SEC\\u2026\"}", &an, &o, line, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_not_null(o);
+	cr_assert_str_eq(an.an_type, "idc");
+	cr_assert_str_eq(an.an_label, "w");
+	cr_assert_str_eq(an.an_region, "eu-west-1");
+	cr_assert_str_eq(an.an_proxy, "socks5h://u:hunter2@127.0.0.1:1080");
+	cr_assert_eq(an.an_max_inflight, 3);
+	cr_assert_eq(an.an_rpm, 60);
+	cr_assert_eq(an.an_enabled, 0);
+	json_object_put(o);
+
+	/* the Kiro IDE credential file, social */
+	cr_assert_eq(parse("{\"accessToken\":\"SECRETat\",\"refreshToken\":"
+	    "\"SECRETrt\",\"expiresAt\":\"2099-01-02T03:04:05.000Z\","
+	    "\"authMethod\":\"social\",\"provider\":\"Google\",\"profileArn\":"
+	    "\"arn:aws:codewhisperer:us-east-1:699475941385:profile/X\","
+	    "\"region\":\"us-east-1\"}", &an, &o, line, err, sizeof(err)), 0,
+	    "%s", err);
+	cr_assert_str_eq(an.an_type, "social");
+	cr_assert_str_eq(an.an_access_token, "SECRETat");
+	cr_assert_eq(an.an_expires, 4071006245LL);
+	cr_assert_str_eq(an.an_profile_arn,
+	    "arn:aws:codewhisperer:us-east-1:699475941385:profile/X");
+	json_object_put(o);
+
+	/* ... and its IdC form; an offset in expiresAt; expired tokens
+	 * are not kept */
+	cr_assert_eq(parse("{\"accessToken\":\"SECRETat\",\"refreshToken\":"
+	    "\"SECRETrt\",\"expiresAt\":\"2099-01-02T05:04:05+02:00\","
+	    "\"authMethod\":\"IdC\",\"provider\":\"BuilderId\",\"clientId\":"
+	    "\"c\",\"clientSecret\":\"SECRETcs\"}", &an, &o, line, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(an.an_type, "idc");
+	cr_assert_eq(an.an_expires, 4071006245LL);
+	json_object_put(o);
+	cr_assert_eq(parse("{\"accessToken\":\"SECRETat\",\"refreshToken\":"
+	    "\"SECRETrt\",\"expiresAt\":\"2001-01-01T00:00:00Z\","
+	    "\"authMethod\":\"builder-id\",\"clientId\":\"c\","
+	    "\"clientSecret\":\"SECRETcs\"}", &an, &o, line, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_null(an.an_access_token, "an expired token kept");
+	json_object_put(o);
+}
+
+Test(db, account_parse_bad)
+{
+	static const struct {
+		const char	*line;
+		const char	*word;
+	} bad[] = {
+		{ "", "empty" },
+		{ "   \r\n", "empty" },
+		{ "SECRETrt hunter2", "refresh token" },
+		{ "\"SECRETrt\"", "refresh token" },
+		{ "cid::SECRETrt", "empty" },
+		{ ":SECRETcs:SECRETrt", "empty" },
+		{ "{\"refreshToken\":\"SECRETrt\"", "invalid JSON" },
+		{ "{\"refreshToken\":\"SECRETrt\",}", "invalid JSON" },
+		{ "{\"type\":\"oidc\",\"refreshToken\":\"SECRETrt\"}", "type" },
+		{ "{\"type\":\"social\"}", "refreshToken" },
+		{ "{\"refreshTokenHint\":\"SEC\"}", "refreshToken" },
+		{ "{\"refreshToken\":5}", "refreshToken" },
+		{ "{\"type\":\"idc\",\"refreshToken\":\"SECRETrt\","
+		    "\"clientId\":\"c\"}", "clientSecret" },
+		{ "{\"authMethod\":\"IdC\",\"refreshToken\":\"SECRETrt\"}",
+		    "clientId" },
+		{ "{\"authMethod\":\"magic\",\"refreshToken\":\"SECRETrt\"}",
+		    "authMethod" },
+		{ "{\"type\":\"social\",\"refreshToken\":\"SECRETrt\","
+		    "\"clientSecret\":\"SECRETcs\"}", "social" },
+		{ "{\"refreshToken\":\"SECRETrt\",\"region\":\"a/b\"}",
+		    "region" },
+		{ "{\"refreshToken\":\"SECRETrt\",\"label\":\"a\\nb\"}",
+		    "label" },
+		{ "{\"refreshToken\":\"SECRETrt\",\"proxy\":\"ftp://u:hunter2@h"
+		    ":1\"}", "proxy" },
+		{ "{\"refreshToken\":\"SECRETrt\",\"proxy\":\"http://u:hunter2@"
+		    "\"}", "proxy" },
+		{ "{\"refreshToken\":\"SECRETrt\",\"proxy\":\"http://h:99999\"}",
+		    "proxy" },
+		{ "{\"refreshToken\":\"SECRETrt\",\"proxy\":\"http://u:***@h:1"
+		    "\"}", "proxy" },
+		{ "{\"refreshToken\":\"SECRETrt\",\"maxConcurrency\":-1}",
+		    "maxConcurrency" },
+		{ "{\"refreshToken\":\"SECRETrt\",\"rpm\":\"60\"}", "rpm" },
+		{ "{\"refreshToken\":\"SECRETrt\",\"enabled\":1}", "enabled" },
+	};
+	struct db_account_new	 an;
+	struct json_object	*o;
+	char			 line[4096], err[256], *big;
+	size_t			 i;
+
+	for (i = 0; i < nitems(bad); i++) {
+		err[0] = '\0';
+		cr_assert_eq(parse(bad[i].line, &an, &o, line, err,
+		    sizeof(err)), -1, "accepted %s", bad[i].line);
+		cr_assert_not_null(strstr(err, bad[i].word),
+		    "error for %s: %s (want %s)", bad[i].line, err,
+		    bad[i].word);
+		assert_no_secret(err, bad[i].line);
+		json_object_put(o);
+	}
+	/* a refresh token over DB_ACCOUNT_SECRET_MAX */
+	cr_assert_not_null(big = malloc(DB_ACCOUNT_SECRET_MAX + 16));
+	memset(big, 'S', DB_ACCOUNT_SECRET_MAX + 1);
+	big[DB_ACCOUNT_SECRET_MAX + 1] = '\0';
+	cr_assert_eq(db_account_parse(big, &o, &an, err, sizeof(err)), -1);
+	cr_assert_null(strstr(err, "SSSSSSSS"));
+	json_object_put(o);
+	free(big);
+}
+
+Test(db, proxy_check_and_mask)
+{
+	char	 m[SHM_PROXY_MAX];
+
+	cr_assert(db_account_proxy_ok(""));
+	cr_assert(db_account_proxy_ok("http://127.0.0.1:8080"));
+	cr_assert(db_account_proxy_ok("https://proxy.example.com"));
+	cr_assert(db_account_proxy_ok("socks5://u:p@[::1]:1080/"));
+	cr_assert(db_account_proxy_ok("SOCKS5H://u@h:1"));
+	cr_assert_not(db_account_proxy_ok("ftp://h:1"));
+	cr_assert_not(db_account_proxy_ok("http://"));
+	cr_assert_not(db_account_proxy_ok("http://u:p@"));
+	cr_assert_not(db_account_proxy_ok("http://h:0"));
+	cr_assert_not(db_account_proxy_ok("http://h:1/path"));
+	cr_assert_not(db_account_proxy_ok("http://h h:1"));
+	cr_assert_not(db_account_proxy_ok("h:1"));
+	db_proxy_mask("socks5://user:hunter2@host:1080", m, sizeof(m));
+	cr_assert_str_eq(m, "socks5://user:***@host:1080");
+	db_proxy_mask("http://a:b:c@h:1", m, sizeof(m));
+	cr_assert_str_eq(m, "http://a:***@h:1");
+	db_proxy_mask("http://h:1", m, sizeof(m));
+	cr_assert_str_eq(m, "http://h:1");
+	db_proxy_mask("", m, sizeof(m));
+	cr_assert_str_eq(m, "");
+}
+
+Test(db, account_add_update_health_usage)
+{
+	sqlite3			*db = open_migrated();
+	struct db_account_new	 an;
+	struct db_account_patch	 p;
+	struct db_account	 a;
+	int64_t			 id;
+
+	test_key();
+	memset(&an, 0, sizeof(an));
+	an.an_type = "social";
+	an.an_refresh_token = "rt-health-0123456789";
+	an.an_enabled = 1;
+	an.an_proxy = "http://u:pw@127.0.0.1:3128";
+	an.an_max_inflight = 4;
+	an.an_rpm = 30;
+	an.an_access_token = "at-live";
+	an.an_expires = now_wall() + 3000;
+	cr_assert_gt(id = db_account_add(db, &an), 0);
+	cr_assert_eq(db_account_get(db, id, &a), 1);
+	cr_assert_str_eq(a.a_proxy, "http://u:pw@127.0.0.1:3128");
+	cr_assert_eq(a.a_max_inflight, 4);
+	cr_assert_eq(a.a_rpm, 30);
+	cr_assert_eq(a.a_expires, an.an_expires);
+	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM accounts WHERE"
+	    " access_token_enc IS NOT NULL AND length(refresh_hash) = 64"), 1);
+	/* bad caps or proxy are refused by add */
+	an.an_refresh_token = "rt-other";
+	an.an_rpm = -1;
+	cr_assert_eq(db_account_add(db, &an), -1);
+	an.an_rpm = 0;
+	an.an_proxy = "gopher://h:1";
+	cr_assert_eq(db_account_add(db, &an), -1);
+
+	/* health: suspended with a reason, exhausted until */
+	cr_assert_eq(db_account_set_health(db, id, "suspended", 5000,
+	    "TEMPORARILY_SUSPENDED"), 1);
+	cr_assert_eq(db_account_get(db, id, &a), 1);
+	cr_assert_str_eq(a.a_state, "suspended");
+	cr_assert_eq(a.a_exhausted_until, 5000);
+	cr_assert_str_eq(a.a_last_error, "TEMPORARILY_SUSPENDED");
+	cr_assert_eq(db_account_set_health(db, id, NULL, -1, NULL), 1);
+	cr_assert_eq(db_account_get(db, id, &a), 1);
+	cr_assert_str_eq(a.a_state, "suspended", "NULL keeps");
+	cr_assert_eq(a.a_exhausted_until, 5000, "-1 keeps");
+	cr_assert_eq(db_account_set_health(db, id, "bogus", -1, NULL), -1);
+	cr_assert_eq(db_account_set_health(db, 999, "enabled", -1, NULL), 0);
+
+	/* usage */
+	cr_assert_eq(db_account_set_usage(db, id, 1500, 50000, 7000,
+	    "KIRO PRO+", "a@b.c"), 1);
+	cr_assert_eq(db_account_get(db, id, &a), 1);
+	cr_assert_eq(a.a_usage_used, 1500);
+	cr_assert_eq(a.a_usage_limit, 50000);
+	cr_assert_eq(a.a_usage_reset, 7000);
+	cr_assert_geq(a.a_usage_checked, now_wall() - 5);
+	cr_assert_str_eq(a.a_subscription, "KIRO PRO+");
+	cr_assert_str_eq(a.a_email, "a@b.c");
+
+	/* a patch: only what is given; enable clears the learnt state */
+	db_account_patch_init(&p);
+	p.ap_rpm = 0;
+	p.ap_proxy = "";
+	p.ap_region = "eu-west-1";
+	cr_assert_eq(db_account_update(db, id, &p), 1);
+	cr_assert_eq(db_account_get(db, id, &a), 1);
+	cr_assert_eq(a.a_rpm, 0);
+	cr_assert_eq(a.a_max_inflight, 4);
+	cr_assert_str_eq(a.a_proxy, "");
+	cr_assert_str_eq(a.a_region, "eu-west-1");
+	cr_assert_str_eq(a.a_state, "suspended");
+	db_account_patch_init(&p);
+	p.ap_enabled = 0;
+	cr_assert_eq(db_account_update(db, id, &p), 1);
+	/* a person's disable wins over the daemon's health */
+	cr_assert_eq(db_account_set_health(db, id, "enabled", -1, NULL), 1);
+	cr_assert_eq(db_account_get(db, id, &a), 1);
+	cr_assert_str_eq(a.a_state, "disabled");
+	p.ap_enabled = 1;
+	cr_assert_eq(db_account_update(db, id, &p), 1);
+	cr_assert_eq(db_account_get(db, id, &a), 1);
+	cr_assert_str_eq(a.a_state, "enabled");
+	cr_assert_eq(a.a_exhausted_until, 0);
+	cr_assert_str_eq(a.a_last_error, "");
+	db_account_patch_init(&p);
+	p.ap_proxy = "nope";
+	cr_assert_eq(db_account_update(db, id, &p), -1);
+	db_account_patch_init(&p);
+	p.ap_label = "x";
+	cr_assert_eq(db_account_update(db, 999, &p), 0);
+
+	/* a rotated refresh token moves the hash */
+	cr_assert_eq(db_account_refreshed(db, id, "at2", now_wall() + 3600,
+	    "rt-rotated-0123456789", NULL), 1);
+	cr_assert_eq(db_account_find_refresh(db, "rt-health-0123456789"), 0);
+	cr_assert_eq(db_account_find_refresh(db, "rt-rotated-0123456789"),
+	    id);
+	db_close(db);
+	secret_forget();
+}
+
+static const char *
+report_status(struct json_object *rep, size_t i, int64_t *id)
+{
+	struct json_object	*e, *v;
+
+	cr_assert_not_null(e = json_object_array_get_idx(rep, i));
+	if (id != NULL)
+		*id = json_object_object_get_ex(e, "id", &v) ?
+		    json_object_get_int64(v) : 0;
+	cr_assert(json_object_object_get_ex(e, "status", &v));
+	return json_object_get_string(v);
+}
+
+Test(db, import_report)
+{
+	static const char	 doc[] = "{\"version\":1,\"accounts\":["
+	    "{\"type\":\"social\",\"refreshToken\":\"SECRETrt-one\","
+	    " \"label\":\"one\",\"rpm\":5},"
+	    "{\"type\":\"idc\",\"refreshToken\":\"SECRETrt-two\"},"
+	    "{\"type\":\"idc\",\"refreshToken\":\"SECRETrt-two\","
+	    " \"clientId\":\"c\",\"clientSecret\":\"SECRETcs\"},"
+	    "{\"type\":\"social\",\"refreshToken\":\"SECRETrt-one\"},"
+	    "\"a string\","
+	    "{\"refreshToken\":\"SECRETrt-old\"}]}";
+	sqlite3			*db = open_migrated();
+	struct json_object	*rep, *e, *v;
+	struct db_account	 a;
+	char			 err[256];
+	int64_t			 id1, id, old;
+	size_t			 i;
+
+	test_key();
+	cr_assert_gt(old = add_social(db, "SECRETrt-old", "old"), 0);
+	cr_assert_eq(db_accounts_import(db, doc, strlen(doc), &rep, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_eq(json_object_array_length(rep), 6);
+	cr_assert_str_eq(report_status(rep, 0, &id1), "added");
+	cr_assert_gt(id1, old);
+	cr_assert_str_eq(report_status(rep, 1, NULL), "invalid");
+	cr_assert_str_eq(report_status(rep, 2, NULL), "added");
+	/* a duplicate within the file, and one of the database */
+	cr_assert_str_eq(report_status(rep, 3, &id), "duplicate");
+	cr_assert_eq(id, id1);
+	cr_assert_str_eq(report_status(rep, 4, NULL), "invalid");
+	cr_assert_str_eq(report_status(rep, 5, &id), "duplicate");
+	cr_assert_eq(id, old);
+	for (i = 0; i < json_object_array_length(rep); i++) {
+		e = json_object_array_get_idx(rep, i);
+		cr_assert(json_object_object_get_ex(e, "index", &v));
+		cr_assert_eq(json_object_get_int(v), (int)i);
+		if (json_object_object_get_ex(e, "error", &v))
+			assert_no_secret(json_object_get_string(v), "import");
+	}
+	json_object_put(rep);
+	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM accounts"), 3);
+	cr_assert_eq(db_account_get(db, id1, &a), 1);
+	cr_assert_str_eq(a.a_label, "one");
+	cr_assert_eq(a.a_rpm, 5);
+
+	/* one object alone, and a bare array */
+	cr_assert_eq(db_accounts_import(db, "{\"refreshToken\":\"SECRETrt-3\"}",
+	    29, &rep, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(report_status(rep, 0, NULL), "added");
+	json_object_put(rep);
+	cr_assert_eq(db_accounts_import(db, "[{\"refreshToken\":\"SECRETrt-4\"}"
+	    ",{}]", 34, &rep, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(report_status(rep, 0, NULL), "added");
+	cr_assert_str_eq(report_status(rep, 1, NULL), "invalid");
+	json_object_put(rep);
+	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM accounts"), 5);
+
+	/* not JSON, or not an export: -1, why, nothing written */
+	rep = NULL;
+	cr_assert_eq(db_accounts_import(db, "refreshToken=SECRETrt-5", 23,
+	    &rep, err, sizeof(err)), -1);
+	cr_assert_not_null(strstr(err, "not JSON"), "%s", err);
+	assert_no_secret(err, "not JSON");
+	cr_assert_null(rep);
+	cr_assert_eq(db_accounts_import(db, "[{\"refreshToken\":\"SECRETrt-6\"}",
+	    30, &rep, err, sizeof(err)), -1);
+	cr_assert_eq(db_accounts_import(db, "42", 2, &rep, err, sizeof(err)),
+	    -1);
+	cr_assert_eq(db_accounts_import(db, "{\"accounts\":{}}", 15, &rep, err,
+	    sizeof(err)), -1);
+	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM accounts"), 5);
+	cr_assert(sqlite3_get_autocommit(db), "a transaction left open");
+	db_close(db);
+	secret_forget();
+}
+
+Test(db, export_and_round_trip)
+{
+	sqlite3			*db = open_migrated(), *db2;
+	struct db_account_new	 an;
+	struct json_object	*root, *arr, *e, *v, *rep;
+	struct db_account	 a, b;
+	struct db_account_secrets s1, s2;
+	struct buf		 out;
+	char			 p2[PATH_MAX + 8], err[256];
+	int64_t			 ids[2], id2;
+
+	test_key();
+	memset(&an, 0, sizeof(an));
+	an.an_type = "idc";
+	an.an_label = "work";
+	an.an_region = "eu-west-1";
+	an.an_client_id = "cid-7";
+	an.an_client_secret = "SECRETcs-0123456789";
+	an.an_refresh_token = "SECRETrt-0123456789";
+	an.an_proxy = "http://user:hunter2@127.0.0.1:3128";
+	an.an_max_inflight = 2;
+	an.an_rpm = 10;
+	an.an_enabled = 0;
+	an.an_access_token = "SECRETat-0123456789";
+	an.an_expires = now_wall() + 3600;
+	cr_assert_gt(ids[0] = db_account_add(db, &an), 0);
+	cr_assert_gt(ids[1] = add_social(db, "SECRETrt-social-01234", "s"), 0);
+
+	/* without secrets: hints, the proxy masked */
+	buf_init(&out);
+	cr_assert_eq(db_accounts_export(db, 0, &out), 0);
+	cr_assert_eq(buf_append(&out, "", 1), 0);
+	cr_assert_null(strstr(out.b_data, "SECRET"), "%s", out.b_data);
+	cr_assert_null(strstr(out.b_data, "hunter2"));
+	cr_assert_not_null(root = json_tokener_parse(out.b_data));
+	cr_assert(json_object_object_get_ex(root, "version", &v));
+	cr_assert_eq(json_object_get_int(v), 1);
+	cr_assert(json_object_object_get_ex(root, "exportedAt", &v));
+	cr_assert(json_object_object_get_ex(root, "accounts", &arr));
+	cr_assert_eq(json_object_array_length(arr), 2);
+	e = json_object_array_get_idx(arr, 0);
+	cr_assert(json_object_object_get_ex(e, "proxy", &v));
+	cr_assert_str_eq(json_object_get_string(v),
+	    "http://user:***@127.0.0.1:3128");
+	cr_assert(json_object_object_get_ex(e, "refreshTokenHint", &v));
+	cr_assert_not(json_object_object_get_ex(e, "refreshToken", &v));
+	json_object_put(root);
+	/* ... and so it cannot be imported */
+	cr_assert_eq(db_accounts_import(db, out.b_data, out.b_len - 1, &rep,
+	    err, sizeof(err)), 0);
+	cr_assert_str_eq(report_status(rep, 0, NULL), "invalid");
+	json_object_put(rep);
+	buf_reset(&out);
+
+	/* with secrets: into a fresh database, the same accounts */
+	cr_assert_eq(db_accounts_export(db, 1, &out), 0);
+	cr_assert_not_null(memmem(out.b_data, out.b_len, "SECRETrt-0123456789",
+	    19));
+	snprintf(p2, sizeof(p2), "%s/two.db", tdir);
+	cr_assert_not_null(db2 = db_open(p2));
+	cr_assert_eq(db_migrate(db2), 0);
+	cr_assert_eq(db_accounts_import(db2, out.b_data, out.b_len, &rep, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(report_status(rep, 0, &id2), "added");
+	cr_assert_str_eq(report_status(rep, 1, NULL), "added");
+	json_object_put(rep);
+	cr_assert_eq(db_account_get(db, ids[0], &a), 1);
+	cr_assert_eq(db_account_get(db2, id2, &b), 1);
+	cr_assert_str_eq(a.a_type, b.a_type);
+	cr_assert_str_eq(a.a_label, b.a_label);
+	cr_assert_str_eq(a.a_region, b.a_region);
+	cr_assert_str_eq(a.a_client_id, b.a_client_id);
+	cr_assert_str_eq(a.a_proxy, b.a_proxy);
+	cr_assert_eq(a.a_enabled, b.a_enabled);
+	cr_assert_eq(a.a_max_inflight, b.a_max_inflight);
+	cr_assert_eq(a.a_rpm, b.a_rpm);
+	cr_assert_eq(a.a_expires, b.a_expires);
+	cr_assert_eq(db_account_secrets(db, ids[0], &s1), 1);
+	cr_assert_eq(db_account_secrets(db2, id2, &s2), 1);
+	cr_assert_str_eq(s1.as_refresh_token, s2.as_refresh_token);
+	cr_assert_str_eq(s1.as_client_secret, s2.as_client_secret);
+	db_account_secrets_free(&s1);
+	db_account_secrets_free(&s2);
+	/* once more: every entry a duplicate */
+	cr_assert_eq(db_accounts_import(db2, out.b_data, out.b_len, &rep, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(report_status(rep, 0, NULL), "duplicate");
+	cr_assert_str_eq(report_status(rep, 1, NULL), "duplicate");
+	json_object_put(rep);
+	explicit_bzero(out.b_data, out.b_cap);
+	buf_free(&out);
+
+	/* a process without the private key exports no secrets */
+	secret_forget_private();
+	buf_init(&out);
+	cr_assert_eq(db_accounts_export(db, 1, &out), -1);
+	buf_free(&out);
+	db_close(db2);
+	db_close(db);
+	secret_forget();
+}
+
+Test(db, accounts_load_shm_meta)
+{
+	sqlite3			*db = open_migrated();
+	struct db_account_new	 an;
+	struct shm		 s;
+	struct shm_acct		 sa;
+	int64_t			 id, id2;
+	int			 slot;
+
+	test_key();
+	cr_assert_eq(shm_create(&s, 8, 2), 0);
+	memset(&an, 0, sizeof(an));
+	an.an_type = "social";
+	an.an_refresh_token = "rt-meta-0123456789";
+	an.an_enabled = 1;
+	an.an_proxy = "socks5://127.0.0.1:1080";
+	an.an_max_inflight = 3;
+	an.an_rpm = 20;
+	cr_assert_gt(id = db_account_add(db, &an), 0);
+	cr_assert_gt(id2 = add_social(db, "rt-meta-2-0123456789", "b"), 0);
+	cr_assert_eq(db_account_set_health(db, id2, "suspended", -1, "r"), 1);
+	cr_assert_eq(db_account_set_usage(db, id, 100, 1000, 9999, NULL, NULL),
+	    1);
+	cr_assert_eq(db_accounts_load_shm(db, &s), 0);
+	cr_assert_neq(slot = shm_acct_find(&s, id), -1);
+	cr_assert_eq(shm_acct_read(&s, (uint32_t)slot, &sa), 0);
+	cr_assert_eq(atomic_load(&sa.sa_state), ACCT_ENABLED);
+	cr_assert_str_eq(sa.sa_proxy, "socks5://127.0.0.1:1080");
+	cr_assert_eq(atomic_load(&sa.sa_max_inflight), 3);
+	cr_assert_eq(atomic_load(&sa.sa_rpm), 20);
+	cr_assert_eq(atomic_load(&sa.sa_usage_limit), 1000);
+	cr_assert_neq(slot = shm_acct_find(&s, id2), -1);
+	cr_assert_eq(atomic_load(&s.shm_accts[slot].sa_state), ACCT_SUSPENDED);
+	shm_destroy(&s);
+	db_close(db);
+	secret_forget();
+}
+
+Test(db, settings_load_shm)
+{
+	sqlite3			*db = open_migrated();
+	struct shm		 s;
+	struct shm_hdr		*h;
+	struct json_object	*o, *v;
+	char			 out[160];
+
+	cr_assert_eq(shm_create(&s, 2, 2), 0);
+	h = s.shm_hdr;
+	atomic_store(&h->sh_strategy, 99);
+	/* nothing stored: the defaults */
+	cr_assert_eq(db_settings_load_shm(db, &s), 0);
+	cr_assert_eq(atomic_load(&h->sh_strategy), POOL_ROUND_ROBIN);
+	cr_assert_eq(atomic_load(&h->sh_sticky_ttl), 0);
+	cr_assert_eq(atomic_load(&h->sh_queue_ms), 10000);
+	cr_assert_eq(atomic_load(&h->sh_max_attempts), 3);
+	cr_assert_eq(db_setting_set(db, "poolStrategy", "weighted"), 0);
+	cr_assert_eq(db_setting_set(db, "poolStickyTtl", "600"), 0);
+	cr_assert_eq(db_setting_set(db, "poolQueueTimeout", "2"), 0);
+	cr_assert_eq(db_setting_set(db, "poolMaxAttempts", "5"), 0);
+	cr_assert_eq(db_settings_load_shm(db, &s), 0);
+	cr_assert_eq(atomic_load(&h->sh_strategy), POOL_WEIGHTED);
+	cr_assert_eq(atomic_load(&h->sh_sticky_ttl), 600);
+	cr_assert_eq(atomic_load(&h->sh_queue_ms), 2000);
+	cr_assert_eq(atomic_load(&h->sh_max_attempts), 5);
+	/* invalid rows: the default, not garbage */
+	cr_assert_eq(db_setting_set(db, "poolStrategy", "fastest"), 0);
+	cr_assert_eq(db_setting_set(db, "poolMaxAttempts", "80"), 0);
+	cr_assert_eq(db_setting_set(db, "poolQueueTimeout", "x"), 0);
+	cr_assert_eq(db_settings_load_shm(db, &s), 0);
+	cr_assert_eq(atomic_load(&h->sh_strategy), POOL_ROUND_ROBIN);
+	cr_assert_eq(atomic_load(&h->sh_max_attempts), 3);
+	cr_assert_eq(atomic_load(&h->sh_queue_ms), 10000);
+	cr_assert_eq(atomic_load(&h->sh_sticky_ttl), 600);
+
+	/* the API's view: typed, no secrets */
+	cr_assert_eq(db_setting_set(db, AUTH_PASSWORD_SETTING, "$y$x"), 0);
+	cr_assert_eq(db_setting_set(db, "custom", "v"), 0);
+	cr_assert_not_null(o = db_settings_json(db));
+	cr_assert_not(json_object_object_get_ex(o, AUTH_PASSWORD_SETTING,
+	    &v));
+	cr_assert_not(json_object_object_get_ex(o, "apiKey", &v));
+	cr_assert(json_object_object_get_ex(o, "poolStickyTtl", &v));
+	cr_assert_eq(json_object_get_int(v), 600);
+	cr_assert(json_object_object_get_ex(o, "poolStrategy", &v));
+	cr_assert_str_eq(json_object_get_string(v), "round_robin");
+	cr_assert(json_object_object_get_ex(o, "enableRequestLog", &v));
+	cr_assert(json_object_is_type(v, json_type_boolean));
+	cr_assert(json_object_object_get_ex(o, "custom", &v));
+	json_object_put(o);
+
+	/* checks of API values */
+	o = json_object_new_string("random");
+	cr_assert_eq(db_setting_check("poolStrategy", o, out, sizeof(out)), 1);
+	cr_assert_str_eq(out, "random");
+	json_object_put(o);
+	o = json_object_new_int(9);
+	cr_assert_eq(db_setting_check("poolMaxAttempts", o, out, sizeof(out)),
+	    -1);
+	cr_assert_not_null(strstr(out, "poolMaxAttempts"));
+	cr_assert_eq(db_setting_check("poolQueueTimeout", o, out,
+	    sizeof(out)), 1);
+	cr_assert_str_eq(out, "9");
+	cr_assert_eq(db_setting_check("nope", o, out, sizeof(out)), 0);
+	cr_assert_eq(db_setting_check("debugLog", o, out, sizeof(out)), -1);
+	json_object_put(o);
+	shm_destroy(&s);
 	db_close(db);
 }

@@ -260,8 +260,11 @@ Test(secret, old_key_file_replaced_without_accounts)
 Test(secret, old_key_file_refused_with_accounts)
 {
 	char			 path[PATH_MAX], text[4096];
-	struct db_account_new	 an = { "social", "", "", "", NULL, NULL,
-				    "rt-social-1234", 1 };
+	struct db_account_new	 an = { .an_type = "social",
+				    .an_label = "", .an_region = "",
+				    .an_profile_arn = "",
+				    .an_refresh_token = "rt-social-1234",
+				    .an_enabled = 1 };
 	sqlite3			*db;
 
 	cr_assert_not_null(db = db_open(dbpath));
@@ -335,10 +338,16 @@ db_contains(sqlite3 *db, const char *needle)
 Test(secret, account_rows_hold_no_plaintext)
 {
 	sqlite3				*db = open_db();
-	struct db_account_new		 an = { "idc", "work", "eu-west-1", "",
-					    "client-id-1",
+	struct db_account_new		 an = { .an_type = "idc",
+					    .an_label = "work",
+					    .an_region = "eu-west-1",
+					    .an_profile_arn = "",
+					    .an_client_id = "client-id-1",
+					    .an_client_secret =
 					    "client-SECRET-1234567890",
-					    "aorAAAA-REFRESH-abcdefghijkl", 1 };
+					    .an_refresh_token =
+					    "aorAAAA-REFRESH-abcdefghijkl",
+					    .an_enabled = 1 };
 	struct db_account		 a;
 	struct db_account_secrets	 as;
 	int64_t				 id;
@@ -388,19 +397,26 @@ Test(secret, account_rows_hold_no_plaintext)
 
 		cr_assert_eq(shm_create(&s, 4, 4), 0);
 		cr_assert_eq(db_accounts_load_shm(db, &s), 0);
-		cr_assert_eq(pool_pick(&s, &pp, -1), 0);
+		cr_assert_eq(pool_pick(&s, &pp, 0, NULL, 0), 0);
 		cr_assert_str_eq(pp.pp_token, "ACCESS-two");
 		cr_assert_eq(pp.pp_id, id);
 		/* revoked: disabled with the reason, out of the pool */
 		cr_assert_eq(db_account_refresh_failed(db, id, 1, "revoked"), 1);
 		cr_assert_eq(db_accounts_load_shm(db, &s), 0);
-		cr_assert_eq(pool_pick(&s, &pp, -1), -1);
+		cr_assert_eq(pool_pick(&s, &pp, 0, NULL, 0), -1);
 		cr_assert_eq(db_account_get(db, id, &a), 1);
 		cr_assert_eq(a.a_enabled, 0);
 		cr_assert_str_eq(a.a_state, "disabled");
 		cr_assert_str_eq(a.a_last_error, "revoked");
 		/* enabling clears the reason */
-		cr_assert_eq(db_account_update(db, id, 1, "relabelled"), 1);
+		{
+			struct db_account_patch	 ap;
+
+			db_account_patch_init(&ap);
+			ap.ap_enabled = 1;
+			ap.ap_label = "relabelled";
+			cr_assert_eq(db_account_update(db, id, &ap), 1);
+		}
 		cr_assert_eq(db_account_get(db, id, &a), 1);
 		cr_assert_eq(a.a_enabled, 1);
 		cr_assert_str_eq(a.a_last_error, "");
@@ -418,8 +434,11 @@ Test(secret, account_rows_hold_no_plaintext)
 Test(secret, account_add_validates)
 {
 	sqlite3			*db = open_db();
-	struct db_account_new	 an = { "social", "", "", "", NULL, NULL,
-				    "rt-social-1234", 1 };
+	struct db_account_new	 an = { .an_type = "social",
+				    .an_label = "", .an_region = "",
+				    .an_profile_arn = "",
+				    .an_refresh_token = "rt-social-1234",
+				    .an_enabled = 1 };
 	struct db_account_secrets as;
 	int64_t			 id;
 
@@ -452,9 +471,15 @@ Test(secret, account_add_validates)
 Test(secret, worker_stores_but_cannot_read)
 {
 	sqlite3				*db = open_db();
-	struct db_account_new		 an = { "idc", "w", "", "", "cid",
+	struct db_account_new		 an = { .an_type = "idc",
+					    .an_label = "w", .an_region = "",
+					    .an_profile_arn = "",
+					    .an_client_id = "cid",
+					    .an_client_secret =
 					    "client-SECRET-worker-0000",
-					    "aorAAAA-REFRESH-worker-0000", 1 };
+					    .an_refresh_token =
+					    "aorAAAA-REFRESH-worker-0000",
+					    .an_enabled = 1 };
 	struct db_account_secrets	 as;
 	struct shm			 s;
 	struct pool_pick		 pp;
@@ -464,6 +489,7 @@ Test(secret, worker_stores_but_cannot_read)
 	cr_assert_eq(db_account_refreshed(db, id, "ACCESS-worker", 2000000000,
 	    NULL, ""), 1);
 	secret_forget_private();
+	an.an_refresh_token = "aorAAAA-REFRESH-worker-0001";
 	cr_assert_gt(id2 = db_account_add(db, &an), id, "sealing still works");
 	cr_assert_eq(db_contains(db, "REFRESH-worker"), 0);
 	cr_assert_eq(db_account_secrets(db, id, &as), -1);
@@ -474,13 +500,13 @@ Test(secret, worker_stores_but_cannot_read)
 	cr_assert_eq(shm_create(&s, 4, 4), 0);
 	cr_assert_eq(db_accounts_load_shm(db, &s), 0);
 	cr_assert_neq(shm_acct_find(&s, id), -1);
-	cr_assert_eq(pool_pick(&s, &pp, -1), -1, "no usable token");
+	cr_assert_eq(pool_pick(&s, &pp, 0, NULL, 0), -1, "no usable token");
 	shm_destroy(&s);
 	/* the key file's private key opens both rows */
 	secret_forget();
 	cr_assert_eq(secret_init(dbpath, 0), 0);
 	cr_assert_eq(db_account_secrets(db, id2, &as), 1);
-	cr_assert_str_eq(as.as_refresh_token, "aorAAAA-REFRESH-worker-0000");
+	cr_assert_str_eq(as.as_refresh_token, "aorAAAA-REFRESH-worker-0001");
 	cr_assert_str_eq(as.as_client_secret, "client-SECRET-worker-0000");
 	db_account_secrets_free(&as);
 	db_close(db);
