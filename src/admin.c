@@ -756,13 +756,23 @@ admin_keys_delete(struct admin_req *ar)
 
 /* ---- accounts ---- */
 
+/* The slots by id while a handler looks at many accounts (a list, an
+ * import); unbuilt, lookups scan. */
+static struct shm_acct_ix	 admin_ix;
+
+static int
+admin_slot_find(int64_t id)
+{
+	return shm_acct_ix_find(qr_shm, &admin_ix, id);
+}
+
 /* The live view of account id, when it has a slot: token zeroed. */
 static int
 admin_account_live(int64_t id, struct shm_acct *out)
 {
 	int	 slot;
 
-	if ((slot = shm_acct_find(qr_shm, id)) == -1 ||
+	if ((slot = admin_slot_find(id)) == -1 ||
 	    shm_acct_read(qr_shm, (uint32_t)slot, out) == -1 ||
 	    out->sa_id != id)
 		return -1;
@@ -912,7 +922,12 @@ admin_accounts_list_cb(const struct db_account *a, void *arg)
 static int
 admin_accounts_fill(struct json_object *a)
 {
-	return db_account_list(qr_wctx->wc_db, admin_accounts_list_cb, a);
+	int	 r;
+
+	(void)shm_acct_ix_build(qr_shm, &admin_ix);
+	r = db_account_list(qr_wctx->wc_db, admin_accounts_list_cb, a);
+	shm_acct_ix_free(&admin_ix);
+	return r;
 }
 
 static void
@@ -1653,7 +1668,8 @@ admin_feed_write(const struct shm_job *j, const struct buf *b)
 	if (shm_job_path(admin_db_path(), j->sj_id, "in", path,
 	    sizeof(path)) == -1)
 		return -1;
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+	/* O_EXCL: the id is new, so a file already there is not ours */
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, 0600)) == -1) {
 		log_warn("%s: %s", __func__, path);
 		return -1;
@@ -1685,6 +1701,7 @@ admin_feed_json(struct conn *c, struct json_object *body, struct buf *out)
 	const char		*s;
 	char			 msg[96];
 	size_t			 i, n;
+	int			 r;
 
 	if (json_object_object_get_ex(body, "text", &v)) {
 		if ((s = admin_str(c, body, "text")) == NULL)
@@ -1719,8 +1736,13 @@ admin_feed_json(struct conn *c, struct json_object *body, struct buf *out)
 			admin_bad(c, msg);
 			return -1;
 		}
-		if (s == NULL || buf_puts(out, s) == -1 ||
-		    buf_puts(out, "\n") == -1) {
+		r = s == NULL || buf_puts(out, s) == -1 ||
+		    buf_puts(out, "\n") == -1;
+		/* an object's text is json-c's copy of its secrets, which
+		 * admin_scrub_tree does not reach */
+		if (s != NULL && json_object_is_type(e, json_type_object))
+			explicit_bzero((char *)s, strlen(s));
+		if (r) {
 			admin_oom(c);
 			return -1;
 		}
@@ -1860,6 +1882,7 @@ admin_accounts_import(struct admin_req *ar)
 	}
 	/* the new slots at once, as a reload would make them */
 	(void)db_accounts_load_shm(db, qr_shm);
+	(void)shm_acct_ix_build(qr_shm, &admin_ix);
 	n = json_object_array_length(report);
 	for (i = 0; i < n; i++) {
 		e = json_object_array_get_idx(report, i);
@@ -1869,12 +1892,14 @@ admin_accounts_import(struct admin_req *ar)
 		added++;
 		if (json_object_object_get_ex(e, "id", &v) &&
 		    (id = json_object_get_int64(v)) > 0 &&
-		    (slot = shm_acct_find(qr_shm, id)) != -1 &&
+		    (slot = admin_slot_find(id)) != -1 &&
+		    qr_shm->shm_accts[slot].sa_id == id &&
 		    atomic_load(&qr_shm->shm_accts[slot].sa_state) ==
 		    ACCT_ENABLED)
 			atomic_store(&qr_shm->shm_accts[slot].sa_refresh_wanted,
 			    SHM_REFRESH_WANTED);
 	}
+	shm_acct_ix_free(&admin_ix);
 	if (added > 0)
 		pool_wake_refresher(qr_shm);
 	log_info("account import from %s: %lld of %zu added",

@@ -1148,6 +1148,9 @@ db_accounts_hash_backfill(sqlite3 *db)
 
 	if (!secret_has_private())
 		return 0;
+	/* one transaction: 10,000 old rows are one commit, not 10,000 */
+	if (db_begin(db, __func__) == -1)
+		return -1;
 	if ((st = db_prepare(db, __func__, "SELECT id, refresh_token_enc"
 	    " FROM accounts WHERE refresh_hash IS NULL")) == NULL ||
 	    (up = db_prepare(db, __func__, "UPDATE OR IGNORE accounts SET"
@@ -1180,6 +1183,10 @@ db_accounts_hash_backfill(sqlite3 *db)
  done:
 	sqlite3_finalize(st);
 	sqlite3_finalize(up);
+	if (n == -1)
+		db_rollback(db);
+	else if (db_commit(db, __func__) == -1)
+		n = -1;
 	return n;
 }
 
@@ -1766,6 +1773,14 @@ db_accounts_import(sqlite3 *db, const char *json, size_t len,
 			continue;
 		}
 		if ((id = db_account_add(db, &an)) == -1) {
+			/* an I/O or full-disk error may have rolled the
+			 * transaction back: what follows would then be
+			 * committed row by row */
+			if (sqlite3_get_autocommit(db)) {
+				snprintf(err, errsz, "database error");
+				rv = -2;
+				goto done;
+			}
 			db_report(rep, i, "failed", 0, "cannot store the "
 			    "account");
 			continue;
@@ -2023,6 +2038,7 @@ db_accounts_load_shm(sqlite3 *db, struct shm *shm)
 {
 	sqlite3_stmt		*st = NULL;
 	struct shm_acct_meta	 m;
+	struct shm_acct_ix	 ix;
 	struct db_account	 a;
 	int64_t			*ids = NULL, *nids;
 	size_t			 n = 0, cap = 0;
@@ -2030,6 +2046,8 @@ db_accounts_load_shm(sqlite3 *db, struct shm *shm)
 	const void		*blob;
 	int			 r, slot, rv = 0;
 	int			 can_open = secret_has_private();
+
+	memset(&ix, 0, sizeof(ix));
 
 	/*
 	 * As db_keys_load_shm: the read happens under sh_lock, so an
@@ -2062,6 +2080,8 @@ db_accounts_load_shm(sqlite3 *db, struct shm *shm)
 		goto done;
 	}
 	shm_accts_retain_locked(shm, ids, n);
+	/* without memory for the index, each put scans: slower, same */
+	(void)shm_acct_ix_build(shm, &ix);
 	sqlite3_reset(st);
 	while ((r = db_step(db, __func__, st)) == 1) {
 		db_account_row(st, &a);
@@ -2074,7 +2094,7 @@ db_accounts_load_shm(sqlite3 *db, struct shm *shm)
 			log_warnx("%s: account %lld: stored access token "
 			    "unreadable; it will be renewed", __func__,
 			    (long long)m.am_id);
-		slot = shm_acct_put_locked(shm, &m, tok, a.a_expires);
+		slot = shm_acct_put_ix_locked(shm, &ix, &m, tok, a.a_expires);
 		secret_free(tok, 0);
 		if (slot == -1) {
 			log_warnx("%s: no free account slot for account %lld "
@@ -2091,10 +2111,32 @@ db_accounts_load_shm(sqlite3 *db, struct shm *shm)
  done:
 	shm_unlock(shm);
 	sqlite3_finalize(st);
+	shm_acct_ix_free(&ix);
 	free(ids);
 	if (rv == -1)
 		log_warnx("%s: accounts not fully loaded", __func__);
 	return rv;
+}
+
+char *
+db_account_access(sqlite3 *db, int64_t id, int64_t *expires)
+{
+	sqlite3_stmt	*st;
+	const void	*blob;
+	char		*tok = NULL;
+
+	*expires = 0;
+	if ((st = db_prepare(db, __func__, "SELECT access_token_enc,"
+	    " access_token_expires FROM accounts WHERE id = ?1")) == NULL)
+		return NULL;
+	sqlite3_bind_int64(st, 1, id);
+	if (db_step(db, __func__, st) == 1 &&
+	    (blob = sqlite3_column_blob(st, 0)) != NULL &&
+	    (tok = secret_decrypt(blob, (size_t)sqlite3_column_bytes(st, 0),
+	    SECRET_AAD_ACCESS)) != NULL)
+		*expires = sqlite3_column_int64(st, 1);
+	sqlite3_finalize(st);
+	return tok;
 }
 
 void

@@ -339,18 +339,3 @@ kiro_req_usage_answer(const struct oidc_req *r, struct usage_limits *ul)
 	}
 	return kiro_usage_parse(r->or_resp.b_data, r->or_resp.b_len, ul);
 }
-
-int
-kiro_usage(const struct config *cf, const char *region, const char *proxy,
-    const char *token, const char *profile_arn, struct usage_limits *ul)
-{
-	struct oidc_req	 r;
-	int		 rv;
-
-	oidc_req_init(&r);
-	if (kiro_req_usage(&r, cf, region, proxy, token, profile_arn) == 0)
-		(void)oidc_req_perform(&r, cf);
-	rv = kiro_req_usage_answer(&r, ul);
-	oidc_req_free(&r);
-	return rv;
-}

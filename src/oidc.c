@@ -756,39 +756,6 @@ oidc_req_device(const struct oidc_req *r, struct oidc_device *od, char *err,
 /* the blocking API                                                      */
 
 int
-oidc_http_post(const struct config *cf, const char *url, const char *proxy,
-    const char *body, int *status, struct buf *resp, char *err,
-    size_t errsz)
-{
-	struct oidc_req	 r;
-	int		 rv = -1;
-
-	oidc_req_init(&r);
-	*status = 0;
-	buf_reset(resp);
-	strlcpy_qr(r.or_url, url, sizeof(r.or_url));
-	strlcpy_qr(r.or_proxy, proxy ? proxy : "", sizeof(r.or_proxy));
-	if ((r.or_body = strdup(body)) == NULL) {
-		snprintf(err, errsz, "out of memory");
-		goto done;
-	}
-	if (oidc_req_perform(&r, cf) == -1) {
-		snprintf(err, errsz, "%s", r.or_error);
-		goto done;
-	}
-	if (buf_append(resp, r.or_resp.b_data, r.or_resp.b_len + 1) == -1) {
-		snprintf(err, errsz, "out of memory");
-		goto done;
-	}
-	resp->b_len--;
-	*status = r.or_status;
-	rv = 0;
- done:
-	oidc_req_free(&r);
-	return rv;
-}
-
-int
 oidc_refresh(const struct config *cf, const char *region, const char *proxy,
     const char *client_id, const char *client_secret,
     const char *refresh_token, struct auth_tokens *at)

@@ -995,28 +995,65 @@ struct ctl_line {
 	char			 cl_why[192];
 };
 
-/* Is cl's refresh token in lines[0..n) (still to be added) or in the
- * database? */
+/* Is cl's refresh token in the database? */
 static void
-ctl_feed_dup(struct ctl_line *lines, int n, struct ctl_line *cl)
+ctl_feed_dup(struct ctl_line *cl)
 {
-	const char	*rt = cl->cl_an.an_refresh_token;
 	int64_t		 id;
-	int		 i;
 
-	for (i = 0; i < n; i++)
-		if (lines[i].cl_outcome == CO_ADD &&
-		    strcmp(lines[i].cl_an.an_refresh_token, rt) == 0) {
-			cl->cl_outcome = CO_DUPLICATE;
-			cl->cl_dup_line = lines[i].cl_no;
-			return;
-		}
-	if ((id = db_account_find_refresh(ctl_db, rt)) == -1)
+	if ((id = db_account_find_refresh(ctl_db,
+	    cl->cl_an.an_refresh_token)) == -1)
 		die("cannot read the accounts");
 	if (id > 0) {
 		cl->cl_outcome = CO_DUPLICATE;
 		cl->cl_id = id;
 	}
+}
+
+/* By refresh token, then by line: the first line of a token first. */
+static int
+ctl_line_cmp(const void *a, const void *b)
+{
+	const struct ctl_line	*x = *(const struct ctl_line *const *)a;
+	const struct ctl_line	*y = *(const struct ctl_line *const *)b;
+	int			 r;
+
+	if ((r = strcmp(x->cl_an.an_refresh_token,
+	    y->cl_an.an_refresh_token)) != 0)
+		return r;
+	return (x->cl_no > y->cl_no) - (x->cl_no < y->cl_no);
+}
+
+/*
+ * Duplicates among the lines and against the database. Sorted, not
+ * each line against all before it: a feed of 10,000 tokens that
+ * share a long prefix would be 50 million comparisons.
+ */
+static void
+ctl_feed_dups(struct ctl_line *lines, int n)
+{
+	struct ctl_line	**v, *first;
+	int		 i, j, m = 0;
+
+	if ((v = calloc((size_t)n + 1, sizeof(*v))) == NULL)
+		die("out of memory");
+	for (i = 0; i < n; i++)
+		if (lines[i].cl_outcome == CO_ADD)
+			v[m++] = &lines[i];
+	qsort(v, (size_t)m, sizeof(*v), ctl_line_cmp);
+	for (i = 0; i < m; i = j) {
+		first = v[i];
+		ctl_feed_dup(first);
+		for (j = i + 1; j < m && strcmp(v[j]->cl_an.an_refresh_token,
+		    first->cl_an.an_refresh_token) == 0; j++) {
+			v[j]->cl_outcome = CO_DUPLICATE;
+			if (first->cl_outcome == CO_DUPLICATE)
+				v[j]->cl_id = first->cl_id;
+			else
+				v[j]->cl_dup_line = first->cl_no;
+		}
+	}
+	free(v);
 }
 
 /* -c: renew the token once, as the refresher would, before it is
@@ -1103,8 +1140,8 @@ ctl_account_feed(const char *unused)
 		}
 		if (cl->cl_an.an_region == NULL || *cl->cl_an.an_region == '\0')
 			cl->cl_an.an_region = ctl_cf.cf_region;
-		ctl_feed_dup(lines, n - 1, cl);
 	}
+	ctl_feed_dups(lines, n);
 	for (i = 0; check && i < n; i++)
 		if (lines[i].cl_outcome == CO_ADD)
 			ctl_feed_check(&lines[i]);
@@ -1117,10 +1154,15 @@ ctl_account_feed(const char *unused)
 		if (cl->cl_outcome != CO_ADD)
 			continue;
 		/* the daemon may have added it since we looked */
-		ctl_feed_dup(NULL, 0, cl);
+		ctl_feed_dup(cl);
 		if (cl->cl_outcome != CO_ADD)
 			continue;
 		if ((id = db_account_add(ctl_db, &cl->cl_an)) == -1) {
+			/* an I/O error may have rolled it all back: then
+			 * the next rows would be committed one by one */
+			if (sqlite3_get_autocommit(ctl_db))
+				die("cannot write the database; no account "
+				    "was added");
 			cl->cl_outcome = CO_FAILED;
 			strlcpy_qr(cl->cl_why, "the database refused it",
 			    sizeof(cl->cl_why));

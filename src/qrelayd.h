@@ -448,10 +448,31 @@ struct shm_acct_meta {
 						   cooldown, exhausted */
 };
 int	 shm_acct_find(struct shm *, int64_t id);	/* slot, or -1 */
+/* The slots by account id, sorted once, for work on many accounts (a
+ * list, a reload): shm_acct_find scans the table, which once per
+ * account of a 10,000-account pool is 10^8 steps. Built without the
+ * lock it is a hint: check sa_id when reading the slot. */
+struct shm_acct_ixe {
+	int64_t		 ie_id;
+	uint32_t	 ie_slot;
+};
+struct shm_acct_ix {
+	struct shm_acct_ixe *ix_e;
+	size_t		 ix_n;
+	uint32_t	 ix_free;	/* slots below are taken (puts) */
+};
+int	 shm_acct_ix_build(struct shm *, struct shm_acct_ix *);	/* 0, -1 */
+/* slot or -1; a NULL or unbuilt ix falls back to shm_acct_find */
+int	 shm_acct_ix_find(struct shm *, const struct shm_acct_ix *, int64_t);
+void	 shm_acct_ix_free(struct shm_acct_ix *);
 int	 shm_acct_put(struct shm *, const struct shm_acct_meta *,
 	    const char *tok, int64_t expires);
 int	 shm_acct_put_locked(struct shm *, const struct shm_acct_meta *,
 	    const char *tok, int64_t expires);
+/* The same, finding the slot through ix (built under the same lock
+ * hold; NULL: scan); ids put must be distinct within one ix. */
+int	 shm_acct_put_ix_locked(struct shm *, struct shm_acct_ix *,
+	    const struct shm_acct_meta *, const char *tok, int64_t expires);
 int	 shm_acct_remove(struct shm *, int64_t id);	/* 0, -1 none */
 /* Frees every account slot whose id is not in ids (ascending). */
 void	 shm_accts_retain_locked(struct shm *, const int64_t *ids, size_t n);
@@ -909,6 +930,8 @@ int	 db_account_request_refresh(sqlite3 *, int64_t id);	/* 1, 0, -1 */
 int	 db_accounts_load_shm(sqlite3 *, struct shm *);
 int	 db_account_secrets(sqlite3 *, int64_t id, struct db_account_secrets *);
 void	 db_account_secrets_free(struct db_account_secrets *);
+/* The stored access token (secret_free it) and its expiry, or NULL. */
+char	*db_account_access(sqlite3 *, int64_t id, int64_t *expires);
 /* A renewal went well: new access token, and a new refresh token when
  * the answer had one (NULL keeps the old). 1 updated, 0 gone, -1. */
 int	 db_account_refreshed(sqlite3 *, int64_t id, const char *access,
@@ -1423,12 +1446,6 @@ void	 oidc_tokens_free(struct auth_tokens *);
  * replaced by region where it appears in it (no host is hard-coded). */
 void	 oidc_endpoint_for(const char *configured, const char *cf_region,
 	    const char *region, char *out, size_t);
-/* POST a JSON body to url through proxy (NULL or "": direct); *status
- * the HTTP status (0: transport error, with its text in err). The
- * answer is capped at 64 KiB. */
-int	 oidc_http_post(const struct config *, const char *url,
-	    const char *proxy, const char *body, int *status,
-	    struct buf *resp, char *err, size_t);
 /* The answer of a refresh, 200 or not (refresh_token: kept out of
  * at_error). invalid_grant / invalid_client -> AUTH_REVOKED. */
 int	 oidc_parse_answer(int status, const struct buf *resp,
@@ -1490,11 +1507,6 @@ struct usage_limits {
 						   exception name, "" none */
 };
 int	 kiro_usage_parse(const char *json, size_t len, struct usage_limits *);
-/* GET getUsageLimits with the account's token: 0, or -1 (ul_status and
- * ul_error say why; 403 token invalid, TEMPORARILY_SUSPENDED...). */
-int	 kiro_usage(const struct config *, const char *region,
-	    const char *proxy, const char *token, const char *profile_arn,
-	    struct usage_limits *);
 /* A non-200 getUsageLimits answer: ul_status, ul_reason, ul_error. */
 void	 kiro_usage_error(int status, const struct buf *resp,
 	    struct usage_limits *);

@@ -23,7 +23,9 @@
  * started at most RF_START_RATE a second, so a thousand accounts loaded
  * together neither open a thousand connections nor come due together
  * again: each account's renewal window is shortened by a jitter derived
- * from its id, up to half of REFRESH_WINDOW. A refused refresh token
+ * from its id, up to half of REFRESH_WINDOW. Renewals come first: while
+ * one is due and waits for room or a start, no usage poll or feed check
+ * starts, or a long feed would let tokens expire. A refused refresh token
  * (invalid_grant) disables the account with the reason; other failures
  * are retried with a doubling backoff and shown on the account.
  *
@@ -43,6 +45,7 @@
  */
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -83,6 +86,7 @@ struct rf_slot {
 	int		 rs_usage_fails;
 	int64_t		 rs_usage_next_ms;	/* usage backoff */
 	int64_t		 rs_saved_exh;	/* sa_exhausted_until persisted */
+	int		 rs_stored_seen;	/* stored token looked at */
 	int		 rs_saved_susp;	/* suspended persisted */
 };
 
@@ -151,6 +155,8 @@ static int		 rf_parallel;
 static double		 rf_tokens;	/* start allowance */
 static int64_t		 rf_tokens_ms;
 static int		 rf_weights_dirty;
+static int		 rf_renew_waiting;	/* the last scan left a renewal
+					   due for want of room or a start */
 static int64_t		 rf_weights_ms;
 static int		 rf_quitting;
 static int64_t		 rf_handover;	/* ms: an older refresher may still
@@ -263,12 +269,18 @@ rf_take_start(int64_t *wait)
 static int
 rf_handing_over(void)
 {
+	static int64_t	 checked_ms;
 	struct shm_proc	*sp;
 	uint32_t	 i;
 	int32_t		 pid, me = (int32_t)getpid();
 
 	if (rf_handover == 0)
 		return 0;
+	/* asked for each due slot: the process table is read at most
+	 * every 20 ms, not once per slot */
+	if (now_ms() - checked_ms < 20)
+		return 1;
+	checked_ms = now_ms();
 	if (now_ms() < rf_handover)
 		for (i = 0; i < qr_shm->shm_hdr->sh_max_procs; i++) {
 			sp = &qr_shm->shm_procs[i];
@@ -784,6 +796,31 @@ rf_slot_peek(struct shm_acct *a, int64_t *id, int64_t *exp, int *empty)
 	return -1;
 }
 
+/*
+ * A slot without a token whose account has a live one stored (an
+ * import brought it; workers, which cannot open it, loaded the slot
+ * bare): publish it rather than spend a renewal. Once per account.
+ */
+static int
+rf_publish_stored(uint32_t slot, struct rf_slot *rs, int64_t id,
+    int64_t *exp)
+{
+	char	*tok;
+	int64_t	 expires;
+	int	 rv = -1;
+
+	rs->rs_stored_seen = 1;
+	if ((tok = db_account_access(rf_db, id, &expires)) == NULL)
+		return -1;
+	if (expires > (int64_t)now_wall() + REFRESH_WINDOW &&
+	    shm_acct_set_token(qr_shm, slot, id, tok, expires, NULL) == 0) {
+		*exp = expires;
+		rv = 0;
+	}
+	secret_free(tok, 0);
+	return rv;
+}
+
 /* Should slot i be renewed now? 1 yes; *sleep_ms lowered to when. */
 static int
 rf_refresh_due(uint32_t i, struct rf_slot *rs, int32_t st, int64_t id,
@@ -828,9 +865,10 @@ rf_refresh_due(uint32_t i, struct rf_slot *rs, int32_t st, int64_t id,
 			*sleep_ms = (exp - now - win) * 1000 + 1;
 		return 0;
 	}
-	/* a short-lived token is not renewed in a loop */
+	/* a token living less than the window is renewed at half its
+	 * life (30 s at least), not in a loop */
 	due = empty || rs->rs_ok_ms == 0 || exp <= now + 60 ||
-	    nowms - rs->rs_ok_ms >= (rs->rs_ttl_ms / 2 < RF_REPEAT_MIN_MS ?
+	    nowms - rs->rs_ok_ms >= (rs->rs_ttl_ms / 2 > RF_REPEAT_MIN_MS ?
 	    rs->rs_ttl_ms / 2 : RF_REPEAT_MIN_MS);
 	if (!due && *sleep_ms > 1000)
 		*sleep_ms = 1000;
@@ -894,6 +932,7 @@ rf_scan(void)
 		return sleep_ms;
 	/* a different first slot each time: none is always served last */
 	start = (start + 1) % high;
+	rf_renew_waiting = 0;
 	for (pass = 0; pass < 2; pass++) {
 		for (n = 0; n < high; n++) {
 			if ((n & 255) == 255 && rf_stop_pending())
@@ -911,18 +950,25 @@ rf_scan(void)
 			}
 			if (pass == 0) {
 				rf_health(i, rs, id, st);
+				if (empty && !rs->rs_stored_seen &&
+				    rf_publish_stored(i, rs, id, &exp) == 0)
+					empty = 0;
 				if (rs->rs_refreshing || !rf_refresh_due(i, rs,
 				    st, id, exp, empty, now, nowms, &urgent,
 				    &sleep_ms))
 					continue;
 				if (!rf_room() || (!urgent &&
-				    !rf_take_start(&sleep_ms)))
+				    !rf_take_start(&sleep_ms))) {
+					rf_renew_waiting = 1;
 					continue;
+				}
 				if (!rf_claim(a))
 					continue;
 				rf_refresh_start(i, id, exp);
 			} else {
-				if (!rf_room())
+				/* usage polls and feed checks never keep a
+				 * due renewal from the room it waits for */
+				if (!rf_room() || rf_renew_waiting)
 					break;
 				if (rs->rs_refreshing || !rf_usage_due(i, rs,
 				    st, id, exp, empty, now, nowms, &sleep_ms))
@@ -1118,7 +1164,9 @@ rf_device_add(int j, struct auth_tokens *at)
 	memset(&an, 0, sizeof(an));
 	an.an_type = "idc";
 	an.an_label = sj->sj_label;
-	an.an_region = sj->sj_region;
+	/* the region the client was registered and the token issued in,
+	 * not "" (whatever the configuration says later) */
+	an.an_region = rj->rj_region;
 	an.an_profile_arn = at->at_profile_arn;
 	an.an_client_id = rj->rj_client.oc_client_id;
 	an.an_client_secret = rj->rj_client.oc_client_secret;
@@ -1566,7 +1614,7 @@ rf_feed_step(int j, int64_t *sleep_ms)
 {
 	struct rf_feed	*fd = rf_jobs[j].rj_feed;
 
-	while (fd->fd_next < fd->fd_n && rf_room()) {
+	while (fd->fd_next < fd->fd_n && rf_room() && !rf_renew_waiting) {
 		if (fd->fd_e[fd->fd_next].fe_status != FE_PARSED) {
 			fd->fd_next++;
 			continue;
@@ -1601,6 +1649,52 @@ rf_job_free(int j, int64_t now)
 		atomic_store(&sj->sj_state, SJ_FREE);
 	}
 	shm_unlock(qr_shm);
+}
+
+/*
+ * Job files no entry names any more: a daemon stopped or killed with a
+ * feed's refresh tokens or a full export on disk. Taken at start; the
+ * entries (and so their files) live on across a reload, and a worker
+ * claims its entry before it creates the file.
+ */
+static void
+rf_job_sweep(void)
+{
+	static const char *const whats[] = { "in", "out", "out.tmp", NULL };
+	const char	*db = rf_cf->cf_db_path, *slash, *name;
+	char		 dir[PATH_MAX], id[37], path[PATH_MAX];
+	struct dirent	*de;
+	DIR		*d;
+	size_t		 i;
+
+	if (strcmp(db, ":memory:") == 0)
+		return;		/* P_tmpdir is not ours to sweep */
+	if ((slash = strrchr(db, '/')) == NULL)
+		strlcpy_qr(dir, ".", sizeof(dir));
+	else
+		snprintf(dir, sizeof(dir), "%.*s", slash == db ? 1 :
+		    (int)(slash - db), db);
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		name = de->d_name;
+		if (strncmp(name, "job-", 4) != 0 || strlen(name) < 42 ||
+		    name[40] != '.')
+			continue;
+		for (i = 0; whats[i] != NULL; i++)
+			if (strcmp(name + 41, whats[i]) == 0)
+				break;
+		if (whats[i] == NULL)
+			continue;
+		memcpy(id, name + 4, 36);
+		id[36] = '\0';
+		if (shm_job_find(qr_shm, id) != -1 ||
+		    shm_job_path(db, id, whats[i], path, sizeof(path)) == -1)
+			continue;
+		if (unlink(path) == 0)
+			log_info("removed the stale job file %s", name);
+	}
+	closedir(d);
 }
 
 /* The job entries: take new ones, move ours on, free old ones. */
@@ -1817,6 +1911,7 @@ refresher_main(struct config *cf, int slot, int lifeline_fd)
 	rf_tokens = RF_START_RATE;
 	rf_tokens_ms = now_ms();
 	rf_handover = now_ms() + RF_HANDOVER_MS;
+	rf_job_sweep();
 	for (;;) {
 		if ((qr_child_quit || rf_pfd[0].fd == -1) && !rf_quitting) {
 			rf_quitting = 1;

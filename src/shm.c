@@ -479,6 +479,52 @@ shm_acct_find(struct shm *s, int64_t id)
 	return -1;
 }
 
+static int
+ix_cmp(const void *a, const void *b)
+{
+	const struct shm_acct_ixe	*x = a, *y = b;
+
+	return (x->ie_id > y->ie_id) - (x->ie_id < y->ie_id);
+}
+
+int
+shm_acct_ix_build(struct shm *s, struct shm_acct_ix *ix)
+{
+	uint32_t	 i, high = acct_high(s);
+
+	memset(ix, 0, sizeof(*ix));
+	if (high == 0)
+		return 0;
+	if ((ix->ix_e = calloc(high, sizeof(*ix->ix_e))) == NULL)
+		return -1;
+	for (i = 0; i < high; i++)
+		if (atomic_load(&s->shm_accts[i].sa_state) != ACCT_EMPTY) {
+			ix->ix_e[ix->ix_n].ie_id = s->shm_accts[i].sa_id;
+			ix->ix_e[ix->ix_n++].ie_slot = i;
+		}
+	qsort(ix->ix_e, ix->ix_n, sizeof(*ix->ix_e), ix_cmp);
+	return 0;
+}
+
+int
+shm_acct_ix_find(struct shm *s, const struct shm_acct_ix *ix, int64_t id)
+{
+	struct shm_acct_ixe	 key, *e;
+
+	if (ix == NULL || ix->ix_e == NULL)
+		return shm_acct_find(s, id);
+	key.ie_id = id;
+	e = bsearch(&key, ix->ix_e, ix->ix_n, sizeof(*ix->ix_e), ix_cmp);
+	return e != NULL ? (int)e->ie_slot : -1;
+}
+
+void
+shm_acct_ix_free(struct shm_acct_ix *ix)
+{
+	free(ix->ix_e);
+	memset(ix, 0, sizeof(*ix));
+}
+
 static void
 acct_copy_str(char *dst, size_t dstsz, const char *src)
 {
@@ -502,34 +548,59 @@ int
 shm_acct_put_locked(struct shm *s, const struct shm_acct_meta *m,
     const char *tok, int64_t expires)
 {
+	return shm_acct_put_ix_locked(s, NULL, m, tok, expires);
+}
+
+/*
+ * A free slot for a new account: below ix_free (the slots before it
+ * are known to be taken) up to the high mark, else a new one. A slot a
+ * deleted account's requests still run on is taken only when nothing
+ * else is free.
+ */
+static uint32_t
+acct_free_slot(struct shm *s, struct shm_acct_ix *ix)
+{
 	struct shm_hdr	*h = s->shm_hdr;
 	struct shm_acct	*a;
-	uint32_t	 i, high, slot = UINT32_MAX, busy = UINT32_MAX;
-	int32_t		 cur;
-	int		 fresh;
+	uint32_t	 i, high, busy = UINT32_MAX;
 
 	high = atomic_load(&h->sh_accts_high);
-	for (i = 0; i < high; i++) {
+	for (i = ix != NULL ? ix->ix_free : 0; i < high; i++) {
 		a = &s->shm_accts[i];
-		if (atomic_load(&a->sa_state) != ACCT_EMPTY) {
-			if (a->sa_id == m->am_id) {
-				slot = i;
-				break;
-			}
-		} else if (atomic_load(&a->sa_inflight) > 0) {
-			/* a deleted account's requests still run on it:
-			 * taken only when nothing else is free */
-			if (busy == UINT32_MAX)
-				busy = i;
-		} else if (slot == UINT32_MAX)
-			slot = i;
+		if (atomic_load(&a->sa_state) != ACCT_EMPTY)
+			continue;
+		if (atomic_load(&a->sa_inflight) == 0) {
+			if (ix != NULL)
+				ix->ix_free = i + 1;
+			return i;
+		}
+		if (busy == UINT32_MAX)
+			busy = i;
 	}
-	if (slot == UINT32_MAX) {
-		if (high < h->sh_max_accounts)
-			slot = high;
-		else if ((slot = busy) == UINT32_MAX)
-			return -1;
-	}
+	if (ix != NULL)
+		ix->ix_free = high;
+	if (high < h->sh_max_accounts)
+		return high;
+	return busy;
+}
+
+int
+shm_acct_put_ix_locked(struct shm *s, struct shm_acct_ix *ix,
+    const struct shm_acct_meta *m, const char *tok, int64_t expires)
+{
+	struct shm_hdr	*h = s->shm_hdr;
+	struct shm_acct	*a;
+	uint32_t	 high, slot;
+	int32_t		 cur;
+	int		 fresh, found;
+
+	high = atomic_load(&h->sh_accts_high);
+	if ((found = shm_acct_ix_find(s, ix, m->am_id)) >= 0 &&
+	    s->shm_accts[found].sa_id == m->am_id &&
+	    atomic_load(&s->shm_accts[found].sa_state) != ACCT_EMPTY)
+		slot = (uint32_t)found;
+	else if ((slot = acct_free_slot(s, ix)) == UINT32_MAX)
+		return -1;
 	a = &s->shm_accts[slot];
 	cur = atomic_load(&a->sa_state);
 	fresh = cur == ACCT_EMPTY || a->sa_id != m->am_id;
@@ -876,7 +947,16 @@ shm_key_lookup(struct shm *s, const unsigned char hash[32])
 				break;
 			shm_relax();
 		}
-		if (tries == SHM_READ_TRIES || !used)
+		if (tries == SHM_READ_TRIES) {
+			/* a writer was preempted mid-write (or died): wait
+			 * for it on the lock rather than miss a live key */
+			shm_lock(s);
+			used = atomic_load(&k->sk_used);
+			id = k->sk_id;
+			memcpy(h, k->sk_hash, sizeof(h));
+			shm_unlock(s);
+		}
+		if (!used)
 			continue;
 		if (!ct_equal(h, hash, sizeof(h)))
 			continue;

@@ -8,6 +8,7 @@ that serves a request."""
 import glob
 import json
 import os
+import time
 
 from qrtest import Daemon, check, eq, wait_for
 from qrfake import FakeUpstream
@@ -160,6 +161,29 @@ def test_import_bad_good_duplicate():
     eq((a["maxConcurrency"], a["rpm"]), (2, 30), "caps imported")
     _wait_ready(d, tok, ids["b"])
     check(d.healthy(), "the daemon serves on")
+
+
+def test_import_live_token_needs_no_renewal():
+    """An import that brings a live access token (a Kiro credential
+    file, an export) serves with it: workers cannot open stored tokens,
+    so the refresher publishes it instead of spending a renewal."""
+    fake, d, tok = _setup()
+    rt = fake.add_account(kind="social", label="live")
+    at = fake.call("POST", "/refreshToken", {"refreshToken": rt})
+    check(at.get("accessToken"), "the fake issued a token: %r" % at)
+    fake.reset_stats()
+    exp = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                        time.gmtime(time.time() + 3000))
+    r = d.admin("POST", "/v2/accounts/import", tok, [{
+        "authMethod": "social", "provider": "Google", "refreshToken": rt,
+        "accessToken": at["accessToken"], "expiresAt": exp}])
+    eq((r.status, r.json().get("added")), (200, 1), "import %r" % r.body)
+    aid = r.json()["results"][0]["id"]
+    _wait_ready(d, tok, aid)
+    key = d.add_key(tok)["key"]
+    eq(_ask(d, key).status, 200, "served with the imported token")
+    eq(fake.refresh_stats()["refresh_total"], 0,
+       "renewals of an account imported with a live token")
 
 
 def test_export_without_and_with_secrets_moves_the_pool():

@@ -8,6 +8,7 @@ never two at once for one account."""
 import os
 import signal
 import time
+import uuid
 
 from qrtest import Daemon, check, eq, wait_for
 from qrfake import FakeUpstream
@@ -292,4 +293,64 @@ def test_export_full_through_the_refresher():
     check(rt in r.body.decode(), "the full export has the refresh token")
     leftover = [f for f in os.listdir(d.vardir) if f.startswith("job-")]
     eq(leftover, [], "no export file left next to the database")
+    d.stop()
+
+
+def test_stale_job_files_removed_at_start():
+    """A daemon stopped with a full export (or a feed) on disk: the next
+    start removes what no job entry names; other files stay."""
+    fake, d, tok = _setup(top={"refresher": {"usage_interval": 0}})
+    d.stop()
+    stale = [os.path.join(d.vardir, "job-%s.%s" % (uuid.uuid4(), w))
+             for w in ("out", "in", "out.tmp")]
+    keep = [os.path.join(d.vardir, n) for n in
+            ("job-notes.txt", "job-%s.log" % uuid.uuid4())]
+    for p in stale + keep:
+        with open(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write('[{"refreshToken":"stale-secret"}]')
+    d.start()
+    wait_for(lambda: not any(os.path.exists(p) for p in stale), 10,
+             what="stale job files removed")
+    for p in keep:
+        check(os.path.exists(p), "%s removed" % p)
+    d.stop()
+
+
+def test_feed_leaves_room_for_a_renewal():
+    """A long feed does not hold the renewals off: with one call at a
+    time, an admin's refresh runs between the feed's checks, not after
+    the last of them."""
+    import threading
+    fake, d, tok = _setup(top={"refresher": {"parallel": 1,
+                                             "usage_interval": 0}})
+    rt_have, aid_have = _add_social(d, tok, fake, "have")
+    wait_for(lambda: _account(d, tok, aid_have)["ready"], 10,
+             what="the account ready")
+    n = 30
+    feed = "\n".join(fake.add_account(kind="social")
+                     for _ in range(n)) + "\n"
+    fake.config(refresh_delay_ms=150)
+    since = fake.last_seq()
+    out = {}
+
+    def run():
+        out["r"] = d.request("POST", "/v2/accounts/feed",
+                             {"Authorization": "Bearer " + tok,
+                              "Content-Type": "text/plain"}, feed,
+                             timeout=120)
+    t = threading.Thread(target=run)
+    t.start()
+    wait_for(lambda: len(fake.refresh_calls(since)) >= 3, 10,
+             what="the feed's checks under way")
+    r = d.admin("POST", "/v2/accounts/%d/refresh" % aid_have, tok)
+    check(r.status in (200, 202, 204), "refresh (%r)" % r.body)
+    t.join(120)
+    eq(out["r"].status, 200, "feed (body %r)" % out["r"].body[:300])
+    calls = fake.refresh_calls(since)
+    mine = [i for i, c in enumerate(calls)
+            if c["body"].get("refreshToken") == rt_have]
+    check(mine, "the admin's refresh never ran")
+    after = len(calls) - 1 - mine[0]
+    check(after >= 10, "the refresh waited for the feed: only %d of %d "
+          "checks after it" % (after, n))
     d.stop()

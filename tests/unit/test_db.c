@@ -643,7 +643,7 @@ Test(db, migration3_on_old_database)
 Test(db, hash_backfill)
 {
 	sqlite3		*db = open_migrated();
-	int64_t		 id;
+	int64_t		 id, id2, id3;
 
 	test_key();
 	cr_assert_gt(id = add_social(db, "rt-back-0123456789", "b"), 0);
@@ -653,6 +653,23 @@ Test(db, hash_backfill)
 	cr_assert_eq(db_accounts_hash_backfill(db), 1);
 	cr_assert_eq(db_account_find_refresh(db, "rt-back-0123456789"), id);
 	cr_assert_eq(db_accounts_hash_backfill(db), 0);
+	cr_assert(sqlite3_get_autocommit(db), "left in a transaction");
+
+	/* two old rows with one token: the first gets the hash, the
+	 * second stays without one, and the rest still commit */
+	cr_assert_gt(id2 = add_social(db, "rt-twin-0123456789", "t"), id);
+	cr_assert_gt(id3 = add_social(db, "rt-solo-0123456789", "s"), id2);
+	cr_assert_eq(sqlite3_exec(db, "UPDATE accounts SET refresh_hash ="
+	    " NULL", NULL, NULL, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "UPDATE accounts SET refresh_token_enc ="
+	    " (SELECT refresh_token_enc FROM accounts WHERE label = 't')"
+	    " WHERE label = 'b'", NULL, NULL, NULL), SQLITE_OK);
+	cr_assert_eq(db_accounts_hash_backfill(db), 2);
+	cr_assert(sqlite3_get_autocommit(db), "left in a transaction");
+	cr_assert_eq(db_account_find_refresh(db, "rt-twin-0123456789"), id);
+	cr_assert_eq(db_account_find_refresh(db, "rt-solo-0123456789"), id3);
+	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM accounts WHERE"
+	    " refresh_hash IS NULL"), 1);
 	db_close(db);
 	secret_forget();
 }
