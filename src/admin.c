@@ -800,7 +800,7 @@ static struct json_object *
 admin_account_json(const struct db_account *a)
 {
 	struct json_object	*o, *u, *cnt;
-	struct shm_acct_meta	 m;
+	struct acct_counters	 ac = a->a_counters;
 	struct shm_acct		 live;
 	int64_t			 now = now_wall(), expires = a->a_expires;
 	int64_t			 until = 0, used, limit, reset, checked;
@@ -829,14 +829,9 @@ admin_account_json(const struct db_account *a)
 			reset = atomic_load(&live.sa_usage_reset);
 			checked = atomic_load(&live.sa_usage_checked);
 		}
-	} else {
-		db_account_meta(a, &m);
-		st = m.am_state;
-		if (st == ACCT_ENABLED && a->a_exhausted_until > now) {
-			st = ACCT_EXHAUSTED;
-			until = a->a_exhausted_until;
-		}
-	}
+		shm_acct_counters(&live, &ac);
+	} else
+		st = db_account_state(a, now, &until);
 	admin_add_int(o, "id", a->a_id);
 	json_object_object_add(o, "type", json_object_new_string(a->a_type));
 	json_object_object_add(o, "label", json_object_new_string(a->a_label));
@@ -868,10 +863,8 @@ admin_account_json(const struct db_account *a)
 	    admin_time(a->a_last_refresh));
 	json_object_object_add(o, "createdAt", admin_time(a->a_created));
 	json_object_object_add(o, "updatedAt", admin_time(a->a_updated));
-	admin_add_int(o, "requests", slot != -1 ?
-	    (int64_t)atomic_load(&live.sa_requests) : 0);
-	admin_add_int(o, "errors", slot != -1 ?
-	    (int64_t)atomic_load(&live.sa_errors) : 0);
+	admin_add_int(o, "requests", ac.ac_requests);
+	admin_add_int(o, "errors", ac.ac_failures);
 	admin_add_int(o, "inflight", slot != -1 ?
 	    atomic_load(&live.sa_inflight) : 0);
 	if ((u = json_object_new_object()) != NULL) {
@@ -890,20 +883,14 @@ admin_account_json(const struct db_account *a)
 		json_object_object_add(o, "usage", u);
 	}
 	if ((cnt = json_object_new_object()) != NULL) {
-		admin_add_int(cnt, "requests", slot != -1 ?
-		    (int64_t)atomic_load(&live.sa_requests) : 0);
-		admin_add_int(cnt, "failures", slot != -1 ?
-		    (int64_t)atomic_load(&live.sa_errors) : 0);
-		admin_add_int(cnt, "tokensIn", slot != -1 ?
-		    (int64_t)atomic_load(&live.sa_tokens_in) : 0);
-		admin_add_int(cnt, "tokensOut", slot != -1 ?
-		    (int64_t)atomic_load(&live.sa_tokens_out) : 0);
-		/* sa_credits is x 1000000 */
-		snprintf(cr, sizeof(cr), "%.3f", slot != -1 ?
-		    (double)atomic_load(&live.sa_credits) / 1e6 : 0.0);
+		admin_add_int(cnt, "requests", ac.ac_requests);
+		admin_add_int(cnt, "failures", ac.ac_failures);
+		admin_add_int(cnt, "tokensIn", ac.ac_tokens_in);
+		admin_add_int(cnt, "tokensOut", ac.ac_tokens_out);
+		/* credits are kept x 1000000 */
+		snprintf(cr, sizeof(cr), "%.3f", (double)ac.ac_credits / 1e6);
 		json_object_object_add(cnt, "credits", json_object_new_double_s(
-		    slot != -1 ? (double)atomic_load(&live.sa_credits) / 1e6 :
-		    0.0, cr));
+		    (double)ac.ac_credits / 1e6, cr));
 		json_object_object_add(o, "counters", cnt);
 	}
 	return o;

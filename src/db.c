@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -122,10 +123,13 @@ static const char *const db_migrations[] = {
 	"  DEFAULT 0;"
 	"ALTER TABLE accounts ADD COLUMN last_refresh_at INTEGER NOT NULL"
 	"  DEFAULT 0;",
-	/* 3: the pool: per-account proxy and caps, health and usage kept
-	 * across restarts, and the SHA-256 of the refresh token (hex) so
-	 * that a duplicate is refused. Rows added before keep a NULL hash
-	 * until db_accounts_hash_backfill, which needs the private key. */
+	/* 3: the pool: per-account proxy and caps, health, usage and
+	 * cooldown kept across restarts (the refresher writes what the
+	 * workers keep in the shared table, counters of migration 1
+	 * included), and the SHA-256 of the
+	 * refresh token (hex) so that a duplicate is refused. Rows added
+	 * before keep a NULL hash until db_accounts_hash_backfill, which
+	 * needs the private key. */
 	"ALTER TABLE accounts ADD COLUMN proxy TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE accounts ADD COLUMN max_inflight INTEGER NOT NULL"
 	"  DEFAULT 0;"
@@ -143,6 +147,8 @@ static const char *const db_migrations[] = {
 	"ALTER TABLE accounts ADD COLUMN subscription TEXT NOT NULL"
 	"  DEFAULT '';"
 	"ALTER TABLE accounts ADD COLUMN email TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE accounts ADD COLUMN cooldown_until INTEGER NOT NULL"
+	"  DEFAULT 0;"
 	"ALTER TABLE accounts ADD COLUMN refresh_hash TEXT;"
 	"CREATE UNIQUE INDEX accounts_refresh_hash ON accounts (refresh_hash)"
 	"  WHERE refresh_hash IS NOT NULL;",
@@ -212,13 +218,13 @@ db_exec(sqlite3 *db, const char *where, const char *sql)
 
 /* BEGIN IMMEDIATE takes the write lock up front, so busy_timeout
  * applies instead of a later SQLITE_BUSY on the first write. */
-static int
+int
 db_begin(sqlite3 *db, const char *where)
 {
 	return db_exec(db, where, "BEGIN IMMEDIATE");
 }
 
-static int
+int
 db_commit(sqlite3 *db, const char *where)
 {
 	if (db_exec(db, where, "COMMIT") == -1) {
@@ -228,7 +234,7 @@ db_commit(sqlite3 *db, const char *where)
 	return 0;
 }
 
-static void
+void
 db_rollback(sqlite3 *db)
 {
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -641,8 +647,9 @@ db_admin_password_set(sqlite3 *db, const char *hash)
 	" refresh_token_hint, client_secret_hint, created_at, updated_at," \
 	" last_refresh_at, refresh_requested, proxy, max_inflight, rpm," \
 	" exhausted_until, usage_used, usage_limit, usage_reset," \
-	" usage_checked, subscription, email"
-#define DB_ACCOUNT_NCOLS	26
+	" usage_checked, subscription, email, cooldown_until, requests," \
+	" failures, tokens_in, tokens_out, credits"
+#define DB_ACCOUNT_NCOLS	32
 
 #define DB_CAP_MAX	1000000		/* maxConcurrency, rpm */
 
@@ -676,6 +683,13 @@ db_account_row(sqlite3_stmt *st, struct db_account *a)
 	a->a_usage_checked = sqlite3_column_int64(st, 23);
 	db_col_text(st, 24, a->a_subscription, sizeof(a->a_subscription));
 	db_col_text(st, 25, a->a_email, sizeof(a->a_email));
+	a->a_cooldown_until = sqlite3_column_int64(st, 26);
+	a->a_counters.ac_requests = sqlite3_column_int64(st, 27);
+	a->a_counters.ac_failures = sqlite3_column_int64(st, 28);
+	a->a_counters.ac_tokens_in = sqlite3_column_int64(st, 29);
+	a->a_counters.ac_tokens_out = sqlite3_column_int64(st, 30);
+	a->a_counters.ac_credits = llround(sqlite3_column_double(st, 31) *
+	    1e6);
 }
 
 void
@@ -702,6 +716,8 @@ db_account_meta(const struct db_account *a, struct shm_acct_meta *m)
 	m->am_usage_limit = a->a_usage_limit;
 	m->am_usage_reset = a->a_usage_reset;
 	m->am_usage_checked = a->a_usage_checked;
+	m->am_cooldown_until = a->a_cooldown_until;
+	m->am_counters = a->a_counters;
 }
 
 int
@@ -1083,6 +1099,51 @@ db_account_set_health(sqlite3 *db, int64_t id, const char *state,
 	    db_bind_opt_text(st, 3, reason) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 4, now_wall()) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 5, id) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	return db_finish(db, __func__, st);
+}
+
+int
+db_account_state(const struct db_account *a, int64_t now, int64_t *until)
+{
+	struct shm_acct_meta	 m;
+
+	db_account_meta(a, &m);
+	*until = 0;
+	if (m.am_state != ACCT_ENABLED)
+		return m.am_state;
+	if (a->a_exhausted_until > now) {
+		*until = a->a_exhausted_until;
+		return ACCT_EXHAUSTED;
+	}
+	if (a->a_cooldown_until > now) {
+		*until = a->a_cooldown_until;
+		return ACCT_COOLDOWN;
+	}
+	return ACCT_ENABLED;
+}
+
+int
+db_account_set_live(sqlite3 *db, int64_t id, int64_t cooldown_until,
+    const struct acct_counters *ac)
+{
+	sqlite3_stmt	*st;
+
+	if ((st = db_prepare(db, __func__, "UPDATE accounts SET"
+	    " cooldown_until = ?1, requests = ?2, failures = ?3,"
+	    " tokens_in = ?4, tokens_out = ?5, credits = ?6"
+	    " WHERE id = ?7")) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(st, 1, cooldown_until) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, ac->ac_requests) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, ac->ac_failures) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 4, ac->ac_tokens_in) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 5, ac->ac_tokens_out) != SQLITE_OK ||
+	    sqlite3_bind_double(st, 6, (double)ac->ac_credits / 1e6) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int64(st, 7, id) != SQLITE_OK) {
 		sqlite3_finalize(st);
 		return -1;
 	}

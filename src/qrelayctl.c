@@ -476,26 +476,6 @@ ctl_key_rm(const char *arg)
 
 /* ---- accounts */
 
-/*
- * The state shown, from the database alone (db_account_meta, as the
- * daemon loads it): a live cooldown is known only to the running
- * daemon (GET /v2/accounts), but being exhausted is kept in the row
- * until the usage resets.
- */
-static const char *
-ctl_account_state(const struct db_account *a, int64_t now, int64_t *until)
-{
-	struct shm_acct_meta	 m;
-
-	db_account_meta(a, &m);
-	*until = 0;
-	if (m.am_state == ACCT_ENABLED && m.am_exhausted_until > now) {
-		*until = m.am_exhausted_until;
-		return shm_acct_state_name(ACCT_EXHAUSTED);
-	}
-	return shm_acct_state_name(m.am_state);
-}
-
 /* Credits are kept x 1000. */
 static const char *
 ctl_credits(int64_t v, char out[32])
@@ -512,7 +492,7 @@ ctl_account_print(const struct db_account *a, void *arg)
 	const char	*state;
 	int64_t		 until;
 
-	state = ctl_account_state(a, now_wall(), &until);
+	state = shm_acct_state_name(db_account_state(a, now_wall(), &until));
 	printf("%lld\t", (long long)a->a_id);
 	ctl_field(a->a_type);
 	fputc('\t', stdout);
@@ -551,7 +531,13 @@ ctl_account_print(const struct db_account *a, void *arg)
 	fputc('\t', stdout);
 	db_proxy_mask(a->a_proxy, px, sizeof(px));
 	ctl_field(px);
-	fputc('\n', stdout);
+	/* the counters, as the daemon last wrote them (credits x 1e6) */
+	printf("\t%lld\t%lld\t%lld\t%lld\t%.3f\n",
+	    (long long)a->a_counters.ac_requests,
+	    (long long)a->a_counters.ac_failures,
+	    (long long)a->a_counters.ac_tokens_in,
+	    (long long)a->a_counters.ac_tokens_out,
+	    (double)a->a_counters.ac_credits / 1e6);
 	return 0;
 }
 

@@ -259,7 +259,7 @@ struct shm_acct {
 	_Atomic int64_t	 sa_usage_limit;	/* 0 unknown */
 	_Atomic int64_t	 sa_usage_reset;	/* wall seconds, 0 unknown */
 	_Atomic int64_t	 sa_usage_checked;	/* wall seconds */
-	/* counters since the slot was filled */
+	/* counters: the database's when the slot was filled, plus since */
 	_Atomic uint64_t sa_requests;
 	_Atomic uint64_t sa_errors;
 	_Atomic uint64_t sa_tokens_in;
@@ -428,6 +428,16 @@ void	 shm_keys_retain_locked(struct shm *, const int64_t *ids, size_t n);
  * new (the refresher's newer token is never overwritten by a reload).
  * Returns the slot, or -1 when the table is full.
  */
+/* An account's counters, kept in its slot and persisted by the
+ * refresher (credits x 1000000). */
+struct acct_counters {
+	int64_t		 ac_requests;
+	int64_t		 ac_failures;
+	int64_t		 ac_tokens_in;
+	int64_t		 ac_tokens_out;
+	int64_t		 ac_credits;
+};
+
 struct shm_acct_meta {
 	int64_t		 am_id;
 	int32_t		 am_state;	/* as stored: enabled, disabled,
@@ -443,6 +453,8 @@ struct shm_acct_meta {
 	int64_t		 am_usage_limit;
 	int64_t		 am_usage_reset;
 	int64_t		 am_usage_checked;
+	int64_t		 am_cooldown_until;	/* a fresh slot's */
+	struct acct_counters am_counters;	/* a fresh slot's */
 	int		 am_reset_health;	/* a person enabled it: clear
 						   suspended, refresh failed,
 						   cooldown, exhausted */
@@ -489,6 +501,7 @@ int	 shm_acct_set_error(struct shm *, uint32_t slot, int64_t id,
 int	 shm_acct_set_state(struct shm *, uint32_t slot, int64_t id,
 	    int32_t from, int32_t to);
 const char *shm_acct_state_name(int32_t);	/* "enabled", "refreshFailed" */
+void	 shm_acct_counters(const struct shm_acct *, struct acct_counters *);
 /* Jobs (struct shm_job): claim a free (or long finished) entry with a
  * new id, in state SJ_CLAIMED: its index, -1 all busy. */
 int	 shm_job_claim(struct shm *, int kind);
@@ -778,6 +791,11 @@ struct db_key {
 };
 
 sqlite3	*db_open(const char *path);		/* WAL, busy_timeout, 0600 */
+/* BEGIN IMMEDIATE / COMMIT (a failed commit rolls back) / ROLLBACK;
+ * where names the caller in the log. 0 or -1. */
+int	 db_begin(sqlite3 *, const char *where);
+int	 db_commit(sqlite3 *, const char *where);
+void	 db_rollback(sqlite3 *);
 int	 db_migrate(sqlite3 *);			/* numbered migrations */
 void	 db_close(sqlite3 *);
 int	 db_setting_get(sqlite3 *, const char *name, char *out, size_t);	/* 1 found */
@@ -820,6 +838,8 @@ struct db_account {
 	int64_t		 a_usage_checked;
 	char		 a_subscription[64];	/* "KIRO PRO+", "" */
 	char		 a_email[128];
+	int64_t		 a_cooldown_until;	/* as last persisted */
+	struct acct_counters a_counters;	/* as last persisted */
 };
 
 #define DB_ACCOUNT_SECRET_MAX	16384	/* bytes of a token or secret */
@@ -876,6 +896,15 @@ int	 db_account_update(sqlite3 *, int64_t id,
  * keeps), reason (NULL keeps). 1, 0 none, -1. */
 int	 db_account_set_health(sqlite3 *, int64_t id, const char *state,
 	    int64_t exhausted_until, const char *reason);
+/* The state as shown (enum acct_state, pool_acct_state's rules) from
+ * the row alone, as the refresher last persisted it; *until when it
+ * ends, 0 none. */
+int	 db_account_state(const struct db_account *, int64_t now,
+	    int64_t *until);
+/* The live side the refresher persists every scan: cooldown and the
+ * counters. 1, 0 none, -1. */
+int	 db_account_set_live(sqlite3 *, int64_t id, int64_t cooldown_until,
+	    const struct acct_counters *);
 /* getUsageLimits answered. 1, 0 none, -1. */
 int	 db_account_set_usage(sqlite3 *, int64_t id, int64_t used,
 	    int64_t limit, int64_t reset, const char *subscription,

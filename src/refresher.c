@@ -86,6 +86,9 @@ struct rf_slot {
 	int		 rs_usage_fails;
 	int64_t		 rs_usage_next_ms;	/* usage backoff */
 	int64_t		 rs_saved_exh;	/* sa_exhausted_until persisted */
+	int64_t		 rs_saved_cool;	/* sa_cooldown_until persisted */
+	struct acct_counters rs_saved;	/* counters persisted */
+	int		 rs_saved_live;	/* the two above are known */
 	int		 rs_stored_seen;	/* stored token looked at */
 	int		 rs_saved_susp;	/* suspended persisted */
 };
@@ -159,6 +162,7 @@ static int		 rf_renew_waiting;	/* the last scan left a renewal
 					   due for want of room or a start */
 static int64_t		 rf_weights_ms;
 static int		 rf_quitting;
+static int		 rf_live_tx;	/* rf_health opened a transaction */
 static int64_t		 rf_handover;	/* ms: an older refresher may still
 					   run calls until it ends, or then */
 static volatile sig_atomic_t rf_woken;
@@ -753,8 +757,23 @@ static void
 rf_health(uint32_t i, struct rf_slot *rs, int64_t id, int32_t st)
 {
 	struct shm_acct	*a = &qr_shm->shm_accts[i];
+	struct acct_counters ac;
 	int64_t		 exh = atomic_load(&a->sa_exhausted_until);
+	int64_t		 cool = atomic_load(&a->sa_cooldown_until);
 	char		 err[sizeof(a->sa_last_error)];
+
+	/* the counters and cooldown, so that they outlive a restart and
+	 * qrelayctl sees them: one transaction for the whole scan */
+	shm_acct_counters(a, &ac);
+	if (!rs->rs_saved_live || cool != rs->rs_saved_cool ||
+	    memcmp(&ac, &rs->rs_saved, sizeof(ac)) != 0) {
+		if (!rf_live_tx && db_begin(rf_db, __func__) == 0)
+			rf_live_tx = 1;
+		(void)db_account_set_live(rf_db, id, cool, &ac);
+		rs->rs_saved = ac;
+		rs->rs_saved_cool = cool;
+		rs->rs_saved_live = 1;
+	}
 
 	if (exh != rs->rs_saved_exh) {
 		/* once per change, even if the database refuses it */
@@ -819,6 +838,16 @@ rf_publish_stored(uint32_t slot, struct rf_slot *rs, int64_t id,
 	}
 	secret_free(tok, 0);
 	return rv;
+}
+
+/* End the transaction rf_health opened, if it did. */
+static void
+rf_live_commit(void)
+{
+	if (rf_live_tx) {
+		(void)db_commit(rf_db, __func__);
+		rf_live_tx = 0;
+	}
 }
 
 /* Should slot i be renewed now? 1 yes; *sleep_ms lowered to when. */
@@ -934,9 +963,13 @@ rf_scan(void)
 	start = (start + 1) % high;
 	rf_renew_waiting = 0;
 	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			rf_live_commit();
 		for (n = 0; n < high; n++) {
-			if ((n & 255) == 255 && rf_stop_pending())
+			if ((n & 255) == 255 && rf_stop_pending()) {
+				rf_live_commit();
 				return 0;
+			}
 			i = (start + n) % high;
 			a = &s->shm_accts[i];
 			rs = &rf_slots[i];

@@ -388,6 +388,21 @@ shm_acct_state_name(int32_t st)
 	return names[st];
 }
 
+void
+shm_acct_counters(const struct shm_acct *a, struct acct_counters *ac)
+{
+	ac->ac_requests = (int64_t)atomic_load_explicit(&a->sa_requests,
+	    memory_order_relaxed);
+	ac->ac_failures = (int64_t)atomic_load_explicit(&a->sa_errors,
+	    memory_order_relaxed);
+	ac->ac_tokens_in = (int64_t)atomic_load_explicit(&a->sa_tokens_in,
+	    memory_order_relaxed);
+	ac->ac_tokens_out = (int64_t)atomic_load_explicit(&a->sa_tokens_out,
+	    memory_order_relaxed);
+	ac->ac_credits = (int64_t)atomic_load_explicit(&a->sa_credits,
+	    memory_order_relaxed);
+}
+
 int
 shm_job_claim(struct shm *s, int kind)
 {
@@ -619,16 +634,22 @@ shm_acct_put_ix_locked(struct shm *s, struct shm_acct_ix *ix,
 		atomic_store(&a->sa_refresh_wanted, 0);
 		atomic_store(&a->sa_usage_wanted, 0);
 		atomic_store(&a->sa_rpm_tat, 0);
-		atomic_store(&a->sa_cooldown_until, 0);
+		/* what the refresher last persisted goes on */
+		atomic_store(&a->sa_cooldown_until, m->am_cooldown_until);
 		atomic_store(&a->sa_cooldown_streak, 0);
 		atomic_store(&a->sa_exhausted_until, 0);
 		atomic_store(&a->sa_last_used, 0);
 		atomic_store(&a->sa_usage_checked, 0);
-		atomic_store(&a->sa_requests, 0);
-		atomic_store(&a->sa_errors, 0);
-		atomic_store(&a->sa_tokens_in, 0);
-		atomic_store(&a->sa_tokens_out, 0);
-		atomic_store(&a->sa_credits, 0);
+		atomic_store(&a->sa_requests,
+		    (uint64_t)m->am_counters.ac_requests);
+		atomic_store(&a->sa_errors,
+		    (uint64_t)m->am_counters.ac_failures);
+		atomic_store(&a->sa_tokens_in,
+		    (uint64_t)m->am_counters.ac_tokens_in);
+		atomic_store(&a->sa_tokens_out,
+		    (uint64_t)m->am_counters.ac_tokens_out);
+		atomic_store(&a->sa_credits,
+		    (uint64_t)m->am_counters.ac_credits);
 	}
 	acct_copy_str(a->sa_label, sizeof(a->sa_label), m->am_label);
 	acct_copy_str(a->sa_region, sizeof(a->sa_region), m->am_region);

@@ -335,7 +335,7 @@ def test_ctl_set_caps_proxy_and_enable():
     aid = int(re.search(r"added id (\d+)", p.stdout).group(1))
     _wait_ready(d, tok, [aid])
     lines = _list(d)
-    eq(len(lines[aid]), 14, "14 columns (%r)" % lines[aid])
+    eq(len(lines[aid]), 19, "19 columns (%r)" % lines[aid])
     eq(lines[aid][12:14], ["-", "-"], "no caps, no proxy")
 
     p = d.ctl("account", "set", str(aid), "-c", "4", "-m", "60", "-p",
@@ -382,6 +382,37 @@ def test_ctl_set_caps_proxy_and_enable():
     eq(d.ctl("account", "enable", str(aid)).returncode, 0, "enable")
     f = _list(d)[aid]
     eq((f[3], f[9]), ("enabled", "-"), "enable clears exhausted")
+
+
+def test_ctl_list_shows_live_state_and_counters():
+    """What workers learn (a cooldown, the counters) reaches the
+    database through the refresher: qrelayctl shows it, and it outlives
+    a restart."""
+    fake, d, tok = _setup()
+    rt = fake.add_account(kind="social")
+    p = d.ctl("account", "feed", stdin=rt + "\n")
+    aid = int(re.search(r"added id (\d+)", p.stdout).group(1))
+    _wait_ready(d, tok, [aid])
+    key = d.add_key(tok)["key"]
+    hdrs = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    body = {"model": "claude-sonnet-4.5", "max_tokens": 32,
+            "messages": [{"role": "user", "content": "count me"}]}
+    for _ in range(2):
+        eq(d.request("POST", "/v1/messages", hdrs, body).status, 200,
+           "a request")
+    fake.script({"preset": "THROTTLING", "retry_after": 60})
+    eq(d.request("POST", "/v1/messages", hdrs, body).status, 429,
+       "throttled, one account")
+    f = wait_for(lambda: (lambda x: x if x[3] == "coolingDown" and
+                          x[14:16] == ["3", "1"] else None)(_list(d)[aid]),
+                 15, interval=0.3, what="cooldown and counters in the list")
+    check(f[9] != "-", "until shown: %r" % f)
+    check(int(f[15 + 2]) > 0, "output tokens counted: %r" % f)
+    d.stop()
+    d.start()
+    a = _accounts(d, tok)[aid]
+    eq((a["state"], a["counters"]["requests"], a["counters"]["failures"]),
+       ("coolingDown", 3, 1), "after a restart: %r" % a)
 
 
 # -- settings ---------------------------------------------------------------

@@ -616,6 +616,7 @@ Test(db, migration3_on_old_database)
 	    "ALTER TABLE accounts DROP COLUMN usage_checked;"
 	    "ALTER TABLE accounts DROP COLUMN subscription;"
 	    "ALTER TABLE accounts DROP COLUMN email;"
+	    "ALTER TABLE accounts DROP COLUMN cooldown_until;"
 	    "ALTER TABLE accounts DROP COLUMN refresh_hash;"
 	    "DELETE FROM schema_version WHERE version = 3;"
 	    "INSERT INTO accounts (type, label, created_at, updated_at)"
@@ -626,7 +627,8 @@ Test(db, migration3_on_old_database)
 	    3);
 	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM accounts WHERE"
 	    " refresh_hash IS NULL AND proxy = '' AND max_inflight = 0 AND"
-	    " rpm = 0 AND exhausted_until = 0 AND usage_limit = 0"), 1);
+	    " rpm = 0 AND exhausted_until = 0 AND usage_limit = 0 AND"
+	    " cooldown_until = 0"), 1);
 	id = count_rows(db, "SELECT id FROM accounts");
 	cr_assert_eq(db_account_get(db, id, &a), 1);
 	cr_assert_str_eq(a.a_label, "old");
