@@ -443,14 +443,16 @@ admin_password(struct admin_req *ar)
 	}
 	/* One transaction: the new password never coexists with sessions
 	 * opened under the old one (but this one stays open). */
-	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+	if (db_begin(db, __func__) == -1)
 		goto dberr;
 	if (db_setting_set(db, AUTH_PASSWORD_SETTING, hash) == -1 ||
 	    auth_session_delete_others(db, ar->ar_token, ar->ar_token_len) ==
-	    -1 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	    -1) {
+		db_rollback(db);
 		goto dberr;
 	}
+	if (db_commit(db, __func__) == -1)
+		goto dberr;
 	log_info("admin password changed from %s", c->co_peer_text);
 	conn_respond(c, 204, NULL, NULL, 0, NULL);
 	goto done;
@@ -2114,17 +2116,15 @@ admin_settings_put(struct admin_req *ar)
 		goto done;
 	}
 	/* the database first, all or nothing; then the live copy */
-	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+	if (db_begin(db, __func__) == -1)
 		goto dberr;
 	for (i = 0; i < n; i++)
 		if (db_setting_set(db, names[i], vals[i]) == -1) {
-			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			db_rollback(db);
 			goto dberr;
 		}
-	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	if (db_commit(db, __func__) == -1)
 		goto dberr;
-	}
 	(void)db_settings_load_shm(db, qr_shm);
 	for (i = 0; i < n; i++)
 		log_info("setting %s = %s from %s", names[i], vals[i],

@@ -1132,8 +1132,7 @@ ctl_account_feed(const char *unused)
 		if (lines[i].cl_outcome == CO_ADD)
 			ctl_feed_check(&lines[i]);
 
-	if (sqlite3_exec(ctl_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
-	    SQLITE_OK)
+	if (db_begin(ctl_db, __func__) == -1)
 		die("cannot write the database: %s", sqlite3_errmsg(ctl_db));
 	for (i = 0; i < n; i++) {
 		cl = &lines[i];
@@ -1157,10 +1156,8 @@ ctl_account_feed(const char *unused)
 			cl->cl_id = id;
 		}
 	}
-	if (sqlite3_exec(ctl_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		sqlite3_exec(ctl_db, "ROLLBACK", NULL, NULL, NULL);
+	if (db_commit(ctl_db, __func__) == -1)
 		die("cannot write the database; no account was added");
-	}
 
 	memset(counts, 0, sizeof(counts));
 	for (i = 0; i < n; i++) {

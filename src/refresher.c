@@ -1542,8 +1542,7 @@ rf_feed_finish(int j)
 	size_t			 i;
 	int			 added = 0, began;
 
-	began = sqlite3_exec(rf_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
-	    SQLITE_OK;
+	began = db_begin(rf_db, __func__) == 0;
 	for (i = 0; i < fd->fd_n; i++) {
 		e = &fd->fd_e[i];
 		if (e->fe_status != FE_CHECKED)
@@ -1573,10 +1572,9 @@ rf_feed_finish(int j)
 		e->fe_status = FE_ADDED;
 		added++;
 	}
-	if (began && sqlite3_exec(rf_db, "COMMIT", NULL, NULL, NULL) !=
-	    SQLITE_OK) {
-		log_warnx("job %s: %s", sj->sj_id, sqlite3_errmsg(rf_db));
-		(void)sqlite3_exec(rf_db, "ROLLBACK", NULL, NULL, NULL);
+	if (began && db_commit(rf_db, __func__) == -1) {
+		log_warnx("job %s: the feed's accounts were not stored",
+		    sj->sj_id);
 		for (i = 0; i < fd->fd_n; i++)
 			if (fd->fd_e[i].fe_status == FE_ADDED) {
 				fd->fd_e[i].fe_status = FE_FAILED;
