@@ -317,6 +317,7 @@ enum shm_job_state { SJ_FREE = 0, SJ_CLAIMED, SJ_REQUESTED, SJ_RUNNING,
 	SJ_EXPIRED, SJ_DENIED, SJ_FAILED };
 struct shm_job {
 	_Atomic int32_t	 sj_state;
+	_Atomic int32_t	 sj_owner;		/* the refresher running it */
 	int32_t		 sj_kind;
 	char		 sj_id[37];		/* uuid, the API's :id */
 	int64_t		 sj_created;		/* wall seconds */

@@ -1018,6 +1018,17 @@ rf_scan(void)
 /* ------------------------------------------------------------------ */
 /* jobs                                                                  */
 
+/* The process that took a running job has exited (a refresher killed,
+ * or the old one of a reload). */
+static int
+rf_owner_gone(struct shm_job *sj)
+{
+	int32_t	 pid = atomic_load(&sj->sj_owner);
+
+	return pid > 0 && pid != (int32_t)getpid() && kill(pid, 0) == -1 &&
+	    errno == ESRCH;
+}
+
 static void
 rf_job_path(int j, const char *what, char *out, size_t outsz)
 {
@@ -1751,6 +1762,7 @@ rf_jobs_scan(void)
 			if (!atomic_compare_exchange_strong(&sj->sj_state,
 			    &req, SJ_RUNNING))
 				continue;
+			atomic_store(&sj->sj_owner, (int32_t)getpid());
 			rf_job_drop(j);
 			rj->rj_mine = 1;
 			memcpy(rj->rj_id, sj->sj_id, sizeof(rj->rj_id));
@@ -1796,10 +1808,12 @@ rf_jobs_scan(void)
 		    RF_JOB_UNCLAIMED))
 			rf_job_free(j, now);
 		else if ((st == SJ_RUNNING || st == SJ_PENDING) &&
-		    now >= sj->sj_created + RF_JOB_ORPHAN) {
-			/* its refresher died with it */
-			strlcpy_qr(sj->sj_error, "abandoned",
-			    sizeof(sj->sj_error));
+		    (rf_owner_gone(sj) ||
+		    now >= sj->sj_created + RF_JOB_ORPHAN)) {
+			/* its refresher died with it: the user starts again
+			 * rather than wait on a code nobody polls */
+			strlcpy_qr(sj->sj_error, "the refresher running it "
+			    "stopped; start again", sizeof(sj->sj_error));
 			sj->sj_finished = now;
 			atomic_store(&sj->sj_state, SJ_FAILED);
 		}

@@ -125,6 +125,25 @@ def test_device_flow_denied_slowed_expired():
     d.stop()
 
 
+def test_device_job_of_a_killed_refresher_fails_at_once():
+    """A refresher that dies leaves its device login behind: the one the
+    master starts in its place fails it with a reason (the user starts
+    again) instead of leaving it pending for an hour."""
+    fake, d, tok = _setup()
+    j = _device_start(d, tok)
+    old = d.pids("refresher")
+    eq(len(old), 1, "one refresher")
+    os.kill(old[0], signal.SIGKILL)
+    got = _device_wait(d, tok, j["id"], "failed", timeout=20)
+    check("start again" in (got.get("error") or ""), "why: %r" % got)
+    check(d.pids("refresher") and d.pids("refresher") != old,
+          "a new refresher runs")
+    j = _device_start(d, tok)
+    fake.device("approve", j["userCode"])
+    _device_wait(d, tok, j["id"], "done", timeout=15)
+    d.stop()
+
+
 def test_device_flow_upstream_refuses():
     fake, d, tok = _setup()
     fake.script({"endpoint": "register", "status": 400,
