@@ -1000,106 +1000,28 @@ static void
 admin_accounts_add(struct admin_req *ar)
 {
 	struct conn		*c = ar->ar_c;
-	struct json_object	*body, *v, *o;
+	struct json_object	*body, *o;
 	struct db_account_new	 an;
 	struct db_account	 a;
 	sqlite3			*db = qr_wctx->wc_db;
 	int64_t			 id;
-	int			 bad, slot;
+	int			 slot;
+	char			 err[200];
 
 	if ((body = admin_body(c)) == NULL)
 		return;
-	memset(&an, 0, sizeof(an));
-	an.an_enabled = 1;
-	if ((an.an_type = admin_str(c, body, "type")) == NULL)
-		goto done;
-	if (strcmp(an.an_type, "idc") != 0 &&
-	    strcmp(an.an_type, "social") != 0) {
+	/* the same reading as an import's entry, but the API names the
+	 * type (an import may guess it from a Kiro credential file) */
+	if (!json_object_object_get_ex(body, "type", NULL)) {
 		admin_bad(c, "\"type\" must be \"idc\" or \"social\"");
 		goto done;
 	}
-	if ((an.an_label = admin_opt_str(c, body, "label", &bad)) == NULL &&
-	    bad)
-		goto done;
-	if ((an.an_region = admin_opt_str(c, body, "region", &bad)) == NULL &&
-	    bad)
-		goto done;
-	if ((an.an_profile_arn = admin_opt_str(c, body, "profileArn",
-	    &bad)) == NULL && bad)
-		goto done;
-	if ((an.an_client_id = admin_opt_str(c, body, "clientId", &bad)) ==
-	    NULL && bad)
-		goto done;
-	if ((an.an_client_secret = admin_opt_str(c, body, "clientSecret",
-	    &bad)) == NULL && bad)
-		goto done;
-	if ((an.an_refresh_token = admin_opt_str(c, body, "refreshToken",
-	    &bad)) == NULL && bad)
-		goto done;
-	if ((an.an_proxy = admin_opt_str(c, body, "proxy", &bad)) == NULL &&
-	    bad)
-		goto done;
-	if (an.an_proxy != NULL && !db_account_proxy_ok(an.an_proxy)) {
-		admin_bad(c, admin_proxy_msg);
-		goto done;
-	}
-	if ((an.an_max_inflight = admin_opt_cap(c, body, "maxConcurrency")) ==
-	    -2 || (an.an_rpm = admin_opt_cap(c, body, "rpm")) == -2)
-		goto done;
-	if (an.an_max_inflight < 0)
-		an.an_max_inflight = 0;
-	if (an.an_rpm < 0)
-		an.an_rpm = 0;
-	if (json_object_object_get_ex(body, "enabled", &v)) {
-		if (!json_object_is_type(v, json_type_boolean)) {
-			admin_bad(c, "\"enabled\" must be true or false");
-			goto done;
-		}
-		an.an_enabled = json_object_get_boolean(v);
-	}
-	if (an.an_refresh_token == NULL || *an.an_refresh_token == '\0' ||
-	    strlen(an.an_refresh_token) > DB_ACCOUNT_SECRET_MAX) {
-		admin_bad(c, "\"refreshToken\" is required (at most 16384 "
-		    "bytes)");
-		goto done;
-	}
-	if (strcmp(an.an_type, "idc") == 0) {
-		if (an.an_client_id == NULL || *an.an_client_id == '\0' ||
-		    strlen(an.an_client_id) >= sizeof(a.a_client_id)) {
-			admin_bad(c, "an idc account needs \"clientId\" (at "
-			    "most 255 bytes)");
-			goto done;
-		}
-		if (an.an_client_secret == NULL ||
-		    *an.an_client_secret == '\0' ||
-		    strlen(an.an_client_secret) > DB_ACCOUNT_SECRET_MAX) {
-			admin_bad(c, "an idc account needs \"clientSecret\" "
-			    "(at most 16384 bytes)");
-			goto done;
-		}
-	} else if ((an.an_client_id && *an.an_client_id) ||
-	    (an.an_client_secret && *an.an_client_secret)) {
-		admin_bad(c, "a social account takes no \"clientId\" or "
-		    "\"clientSecret\"");
-		goto done;
-	}
-	if (an.an_label != NULL && !db_account_label_ok(an.an_label)) {
-		admin_bad(c, "\"label\" must be at most 127 bytes without "
-		    "control characters");
+	if (db_account_from_json(body, &an, err, sizeof(err)) == -1) {
+		admin_bad(c, err);
 		goto done;
 	}
 	if (an.an_region == NULL || *an.an_region == '\0')
 		an.an_region = qr_wctx->wc_cf->cf_region;
-	if (!db_account_region_ok(an.an_region)) {
-		admin_bad(c, "\"region\" must be a region name such as "
-		    "us-east-1");
-		goto done;
-	}
-	if (an.an_profile_arn != NULL &&
-	    strlen(an.an_profile_arn) >= sizeof(a.a_profile_arn)) {
-		admin_bad(c, "\"profileArn\" is too long");
-		goto done;
-	}
 	if (!secret_ready()) {
 		router_error_hdr(c, 500, "internal_error", "no secrets key",
 		    NULL);

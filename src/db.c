@@ -1347,7 +1347,7 @@ db_jcap(struct json_object *o, const char *name, int *out, char *err,
  * members are ignored (an export entry carries hints). The messages
  * name members, never their values.
  */
-static int
+int
 db_account_from_json(struct json_object *o, struct db_account_new *an,
     char *err, size_t errsz)
 {

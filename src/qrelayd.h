@@ -923,6 +923,11 @@ int64_t	 db_account_find_refresh(sqlite3 *, const char *refresh_token);
  */
 int	 db_account_parse(char *line, struct json_object **o,
 	    struct db_account_new *an, char *err, size_t);
+/* One account from a JSON object (the POST /v2/accounts body, an
+ * export entry, a Kiro IDE credential file), checked; an points into
+ * o. 0, or -1 with why in err (never a secret). */
+int	 db_account_from_json(struct json_object *o,
+	    struct db_account_new *an, char *err, size_t);
 /* JSON export of every account: with_secrets 1 needs the private key
  * (the refresher, qrelayctl) and gives what another host needs. */
 int	 db_accounts_export(sqlite3 *, int with_secrets, struct buf *out);
