@@ -1782,7 +1782,8 @@ admin_accounts_import(struct admin_req *ar)
 		goto done;
 	}
 	r = db_accounts_import(db, buf_unread(&c->co_body),
-	    buf_unread_len(&c->co_body), &report, err, sizeof(err));
+	    buf_unread_len(&c->co_body), qr_wctx->wc_cf->cf_max_accounts,
+	    &report, err, sizeof(err));
 	if (r == -1) {
 		admin_bad(c, err);
 		goto done;

@@ -218,6 +218,21 @@ db_exec(sqlite3 *db, const char *where, const char *sql)
 
 /* BEGIN IMMEDIATE takes the write lock up front, so busy_timeout
  * applies instead of a later SQLITE_BUSY on the first write. */
+/* The one number a query answers, or -1. */
+static int64_t
+db_count(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt	*st;
+	int64_t		 n = -1;
+
+	if ((st = db_prepare(db, __func__, sql)) == NULL)
+		return -1;
+	if (db_step(db, __func__, st) == 1)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
 int
 db_begin(sqlite3 *db, const char *where)
 {
@@ -1764,14 +1779,14 @@ db_report(struct json_object *rep, size_t index, const char *status,
 
 int
 db_accounts_import(sqlite3 *db, const char *json, size_t len,
-    struct json_object **report, char *err, size_t errsz)
+    int max_accounts, struct json_object **report, char *err, size_t errsz)
 {
 	struct json_object	*root, *list = NULL, *rep = NULL, *e;
 	struct db_account_new	 an;
 	struct jsonr_err	 je;
 	char			 why[200];
 	size_t			 i, n;
-	int64_t			 id;
+	int64_t			 id, have = 0;
 	int			 rv = -1;
 
 	*report = NULL;
@@ -1814,11 +1829,24 @@ db_accounts_import(sqlite3 *db, const char *json, size_t len,
 		rv = -2;
 		goto done;
 	}
+	/* what the daemon could not give a slot is not stored */
+	if (max_accounts > 0 && (have = db_count(db, "SELECT COUNT(*) FROM"
+	    " accounts")) == -1) {
+		db_rollback(db);
+		snprintf(err, errsz, "database error");
+		rv = -2;
+		goto done;
+	}
 	n = list != NULL ? json_object_array_length(list) : 1;
 	for (i = 0; i < n; i++) {
 		e = list != NULL ? json_object_array_get_idx(list, i) : root;
 		if (db_account_from_json(e, &an, why, sizeof(why)) == -1) {
 			db_report(rep, i, "invalid", 0, why);
+			continue;
+		}
+		if (max_accounts > 0 && have >= max_accounts) {
+			db_report(rep, i, "failed", 0, "the account table is "
+			    "full (max_accounts)");
 			continue;
 		}
 		if ((id = db_account_find_refresh(db, an.an_refresh_token)) ==
@@ -1847,6 +1875,7 @@ db_accounts_import(sqlite3 *db, const char *json, size_t len,
 			continue;
 		}
 		db_report(rep, i, "added", id, NULL);
+		have++;
 	}
 	if (db_commit(db, __func__) == -1) {
 		snprintf(err, errsz, "database error");
@@ -2333,16 +2362,7 @@ db_account_refresh_failed(sqlite3 *db, int64_t id, int revoked,
 int64_t
 db_logs_count(sqlite3 *db)
 {
-	sqlite3_stmt	*st;
-	int64_t		 n = -1;
-
-	if ((st = db_prepare(db, __func__,
-	    "SELECT COUNT(*) FROM request_logs")) == NULL)
-		return -1;
-	if (db_step(db, __func__, st) == 1)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return n;
+	return db_count(db, "SELECT COUNT(*) FROM request_logs");
 }
 
 /* Optional text: an empty string is stored as NULL. */

@@ -1204,8 +1204,8 @@ ctl_account_import(const char *path)
 	if (secret_init(ctl_cf.cf_db_path, 1) == -1)
 		die("no secrets key beside %s", ctl_cf.cf_db_path);
 	ctl_input_read(path, &in);
-	r = db_accounts_import(ctl_db, in.b_data, in.b_len, &rep, err,
-	    sizeof(err));
+	r = db_accounts_import(ctl_db, in.b_data, in.b_len,
+	    ctl_cf.cf_max_accounts, &rep, err, sizeof(err));
 	ctl_input_free(&in);
 	if (r != 0)
 		die("%s: %s; nothing was imported", path, err);

@@ -935,11 +935,13 @@ int	 db_accounts_export(sqlite3 *, int with_secrets, struct buf *out);
  * object): the entries that parse and are not duplicates are added in
  * one transaction; *report (an array, one {"index","status","id"|
  * "error"} per entry; status "added", "duplicate", "invalid" or
- * "failed") says what happened to each. 0, -1 (not JSON or not an
- * export: err says why; nothing written) or -2 (database error,
- * nothing written). */
+ * "failed") says what happened to each; beyond max_accounts accounts
+ * in all (0: no limit) entries fail as the table is full. 0, -1 (not
+ * JSON or not an export: err says why; nothing written) or -2
+ * (database error, nothing written). */
 int	 db_accounts_import(sqlite3 *, const char *json, size_t len,
-	    struct json_object **report, char *err, size_t);
+	    int max_accounts, struct json_object **report, char *err,
+	    size_t);
 /* proxy: "" or scheme://[user[:pass]@]host[:port] with scheme http,
  * https, socks5 or socks5h; 1 good. */
 int	 db_account_proxy_ok(const char *);

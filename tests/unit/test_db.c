@@ -979,6 +979,28 @@ report_status(struct json_object *rep, size_t i, int64_t *id)
 	return json_object_get_string(v);
 }
 
+Test(db, import_stops_at_max_accounts)
+{
+	static const char	 doc[] = "[{\"refreshToken\":\"SECRETm-1\"},"
+	    "{\"refreshToken\":\"SECRETm-2\"},"
+	    "{\"refreshToken\":\"SECRETm-3\"}]";
+	sqlite3			*db = open_migrated();
+	struct json_object	*rep;
+	char			 err[256];
+
+	test_key();
+	cr_assert_gt(add_social(db, "SECRETm-0", "zero"), 0);
+	/* room for one more: the first goes in, the others fail */
+	cr_assert_eq(db_accounts_import(db, doc, strlen(doc), 2, &rep, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(report_status(rep, 0, NULL), "added");
+	cr_assert_str_eq(report_status(rep, 1, NULL), "failed");
+	cr_assert_str_eq(report_status(rep, 2, NULL), "failed");
+	json_object_put(rep);
+	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM accounts"), 2);
+	db_close(db);
+}
+
 Test(db, import_report)
 {
 	static const char	 doc[] = "{\"version\":1,\"accounts\":["
@@ -999,7 +1021,7 @@ Test(db, import_report)
 
 	test_key();
 	cr_assert_gt(old = add_social(db, "SECRETrt-old", "old"), 0);
-	cr_assert_eq(db_accounts_import(db, doc, strlen(doc), &rep, err,
+	cr_assert_eq(db_accounts_import(db, doc, strlen(doc), 0, &rep, err,
 	    sizeof(err)), 0, "%s", err);
 	cr_assert_eq(json_object_array_length(rep), 6);
 	cr_assert_str_eq(report_status(rep, 0, &id1), "added");
@@ -1027,11 +1049,11 @@ Test(db, import_report)
 
 	/* one object alone, and a bare array */
 	cr_assert_eq(db_accounts_import(db, "{\"refreshToken\":\"SECRETrt-3\"}",
-	    29, &rep, err, sizeof(err)), 0, "%s", err);
+	    29, 0, &rep, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(report_status(rep, 0, NULL), "added");
 	json_object_put(rep);
 	cr_assert_eq(db_accounts_import(db, "[{\"refreshToken\":\"SECRETrt-4\"}"
-	    ",{}]", 34, &rep, err, sizeof(err)), 0, "%s", err);
+	    ",{}]", 34, 0, &rep, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(report_status(rep, 0, NULL), "added");
 	cr_assert_str_eq(report_status(rep, 1, NULL), "invalid");
 	json_object_put(rep);
@@ -1040,15 +1062,15 @@ Test(db, import_report)
 	/* not JSON, or not an export: -1, why, nothing written */
 	rep = NULL;
 	cr_assert_eq(db_accounts_import(db, "refreshToken=SECRETrt-5", 23,
-	    &rep, err, sizeof(err)), -1);
+	    0, &rep, err, sizeof(err)), -1);
 	cr_assert_not_null(strstr(err, "not JSON"), "%s", err);
 	assert_no_secret(err, "not JSON");
 	cr_assert_null(rep);
 	cr_assert_eq(db_accounts_import(db, "[{\"refreshToken\":\"SECRETrt-6\"}",
-	    30, &rep, err, sizeof(err)), -1);
-	cr_assert_eq(db_accounts_import(db, "42", 2, &rep, err, sizeof(err)),
+	    30, 0, &rep, err, sizeof(err)), -1);
+	cr_assert_eq(db_accounts_import(db, "42", 2, 0, &rep, err, sizeof(err)),
 	    -1);
-	cr_assert_eq(db_accounts_import(db, "{\"accounts\":{}}", 15, &rep, err,
+	cr_assert_eq(db_accounts_import(db, "{\"accounts\":{}}", 15, 0, &rep, err,
 	    sizeof(err)), -1);
 	cr_assert_eq(count_rows(db, "SELECT COUNT(*) FROM accounts"), 5);
 	cr_assert(sqlite3_get_autocommit(db), "a transaction left open");
@@ -1104,7 +1126,7 @@ Test(db, export_and_round_trip)
 	cr_assert_not(json_object_object_get_ex(e, "refreshToken", &v));
 	json_object_put(root);
 	/* ... and so it cannot be imported */
-	cr_assert_eq(db_accounts_import(db, out.b_data, out.b_len - 1, &rep,
+	cr_assert_eq(db_accounts_import(db, out.b_data, out.b_len - 1, 0, &rep,
 	    err, sizeof(err)), 0);
 	cr_assert_str_eq(report_status(rep, 0, NULL), "invalid");
 	json_object_put(rep);
@@ -1117,7 +1139,7 @@ Test(db, export_and_round_trip)
 	snprintf(p2, sizeof(p2), "%s/two.db", tdir);
 	cr_assert_not_null(db2 = db_open(p2));
 	cr_assert_eq(db_migrate(db2), 0);
-	cr_assert_eq(db_accounts_import(db2, out.b_data, out.b_len, &rep, err,
+	cr_assert_eq(db_accounts_import(db2, out.b_data, out.b_len, 0, &rep, err,
 	    sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(report_status(rep, 0, &id2), "added");
 	cr_assert_str_eq(report_status(rep, 1, NULL), "added");
@@ -1140,7 +1162,7 @@ Test(db, export_and_round_trip)
 	db_account_secrets_free(&s1);
 	db_account_secrets_free(&s2);
 	/* once more: every entry a duplicate */
-	cr_assert_eq(db_accounts_import(db2, out.b_data, out.b_len, &rep, err,
+	cr_assert_eq(db_accounts_import(db2, out.b_data, out.b_len, 0, &rep, err,
 	    sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(report_status(rep, 0, NULL), "duplicate");
 	cr_assert_str_eq(report_status(rep, 1, NULL), "duplicate");
