@@ -146,7 +146,7 @@ FUZZ_CC = clang
 FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $(DEP_CFLAGS)
 FUZZ_REQ_SRCS = src/openai.c src/anthropic.c src/qreq.c src/jsonr.c src/tokens.c \
 	src/tokens-data.S src/config.c src/buf.c src/util.c src/log.c
-FUZZ_TARGETS = http eventstream jsonr request
+FUZZ_TARGETS = http eventstream jsonr request accounts
 fuzz: $(FUZZ_TARGETS:%=obj-fuzz/fuzz_%)
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p obj-fuzz/corpus-$$t; \
@@ -170,6 +170,12 @@ obj-fuzz/fuzz_eventstream: tests/fuzz/fuzz_eventstream.c $(FUZZ_ES_SRCS) $(HDRS)
 obj-fuzz/fuzz_jsonr: tests/fuzz/fuzz_jsonr.c src/jsonr.c src/buf.c $(HDRS)
 	@mkdir -p obj-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_jsonr.c src/jsonr.c src/buf.c $(DEP_LIBS)
+
+FUZZ_ACCT_SRCS = src/db.c src/secret.c src/shm.c src/oidc.c src/kiro.c src/pool.c src/auth.c src/http.c \
+	src/jsonr.c src/buf.c src/util.c src/log.c
+obj-fuzz/fuzz_accounts: tests/fuzz/fuzz_accounts.c $(FUZZ_ACCT_SRCS) $(HDRS)
+	@mkdir -p obj-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_accounts.c $(FUZZ_ACCT_SRCS) $(DEP_LIBS)
 
 obj-fuzz/fuzz_request: tests/fuzz/fuzz_request.c $(FUZZ_REQ_SRCS) src/claude-tokenizer.json $(HDRS)
 	@mkdir -p obj-fuzz
