@@ -943,7 +943,9 @@ pool_cooldown(struct shm *s, int slot, int retry_after)
 	if (retry_after > POOL_RETRY_AFTER_MAX)
 		retry_after = POOL_RETRY_AFTER_MAX;
 	wait = retry_after > backoff ? retry_after : backoff;
-	store_max(&a->sa_cooldown_until, (int64_t)now_wall() + wait);
+	/* whole seconds: one more, so the rest lasts at least wait, never
+	 * the few milliseconds left of the current second */
+	store_max(&a->sa_cooldown_until, (int64_t)now_wall() + wait + 1);
 }
 
 /* 00:00 UTC on the first of the month after now */
