@@ -43,6 +43,7 @@
 #define RELAY_HIGH		(256 * 1024)	/* pause above this */
 #define RELAY_QUEUE_MAX		1024	/* requests waiting, per worker */
 #define RELAY_COOL_MAX		300	/* s: Retry-After believed at most */
+#define RELAY_CAPACITY_WAIT	5	/* s: model capacity, waited here */
 #define RELAY_ERRBODY_MAX	65536
 #define RELAY_REFRESH_WAIT_MS	15000
 #define RELAY_PING_MS		15000
@@ -660,6 +661,7 @@ relay_done(void *easy, int result)
 {
 	struct relay		*r = NULL;
 	struct upstream_err	 ue;
+	char			 hdr[40];
 
 	curl_easy_getinfo((CURL *)easy, CURLINFO_PRIVATE, (char **)&r);
 	if (r == NULL)
@@ -705,17 +707,21 @@ relay_done(void *easy, int result)
 		}
 		break;
 	case V_CAPACITY:
-		/* the model's fault, not the account's: wait, retry */
+		/* the model's fault, not the account's: wait a little and
+		 * retry; a longer wait is the client's to make */
 		relay_release(r, 1, NULL);
-		if (++r->rl_attempts < relay_max_attempts()) {
+		if (++r->rl_attempts < relay_max_attempts() &&
+		    r->rl_retry_after <= RELAY_CAPACITY_WAIT) {
 			r->rl_phase = RP_BACKOFF;
 			r->rl_wait_until = now_ms() + (r->rl_retry_after > 0 ?
 			    r->rl_retry_after * 1000 : 250 << r->rl_attempts);
 			conn_timer(r->rl_conn, CT_FAST);
 			return;
 		}
-		relay_fail(r, ue.ue_status, ue.ue_type, ue.ue_msg,
-		    "Retry-After: 5\r\n");
+		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n",
+		    r->rl_retry_after > RELAY_CAPACITY_WAIT ?
+		    r->rl_retry_after : RELAY_CAPACITY_WAIT);
+		relay_fail(r, ue.ue_status, ue.ue_type, ue.ue_msg, hdr);
 		return;
 	case V_COOLDOWN:
 		pool_cooldown(qr_shm, r->rl_slot, r->rl_retry_after);
