@@ -72,6 +72,7 @@
 #define RF_DEVICE_RETRIES	5	/* transient device poll failures */
 #define RF_JOB_ORPHAN		3600	/* s: a job nobody runs is failed */
 #define RF_JOB_UNCLAIMED	600	/* s: a claim never requested */
+#define RF_COUNTERS_MS		60000	/* counters persisted at most so often */
 #define RF_FEED_MAX		(64 * 1024 * 1024)	/* bytes of a feed */
 
 /* What this process remembers of each slot; reset when the id changes. */
@@ -88,7 +89,7 @@ struct rf_slot {
 	int64_t		 rs_saved_exh;	/* sa_exhausted_until persisted */
 	int64_t		 rs_saved_cool;	/* sa_cooldown_until persisted */
 	struct acct_counters rs_saved;	/* counters persisted */
-	int		 rs_saved_live;	/* the two above are known */
+	int64_t		 rs_saved_ms;	/* when (monotonic), 0 never */
 	int		 rs_stored_seen;	/* stored token looked at */
 	int		 rs_saved_susp;	/* suspended persisted */
 };
@@ -762,17 +763,19 @@ rf_health(uint32_t i, struct rf_slot *rs, int64_t id, int32_t st)
 	int64_t		 cool = atomic_load(&a->sa_cooldown_until);
 	char		 err[sizeof(a->sa_last_error)];
 
-	/* the counters and cooldown, so that they outlive a restart and
-	 * qrelayctl sees them: one transaction for the whole scan */
+	/* the cooldown at once, the counters once a minute (a busy pool
+	 * changes every account's all the time), so that they outlive a
+	 * restart and qrelayctl sees them: one transaction a scan */
 	shm_acct_counters(a, &ac);
-	if (!rs->rs_saved_live || cool != rs->rs_saved_cool ||
-	    memcmp(&ac, &rs->rs_saved, sizeof(ac)) != 0) {
+	if (rs->rs_saved_ms == 0 || cool != rs->rs_saved_cool ||
+	    (now_ms() - rs->rs_saved_ms >= RF_COUNTERS_MS &&
+	    memcmp(&ac, &rs->rs_saved, sizeof(ac)) != 0)) {
 		if (!rf_live_tx && db_begin(rf_db, __func__) == 0)
 			rf_live_tx = 1;
 		(void)db_account_set_live(rf_db, id, cool, &ac);
 		rs->rs_saved = ac;
 		rs->rs_saved_cool = cool;
-		rs->rs_saved_live = 1;
+		rs->rs_saved_ms = now_ms();
 	}
 
 	if (exh != rs->rs_saved_exh) {
@@ -838,6 +841,34 @@ rf_publish_stored(uint32_t slot, struct rf_slot *rs, int64_t id,
 	}
 	secret_free(tok, 0);
 	return rv;
+}
+
+/* At a stop: every slot's counters and cooldown as they are now, so
+ * a restart loses none. */
+static void
+rf_persist_all(void)
+{
+	struct shm_acct		*a;
+	struct acct_counters	 ac;
+	uint32_t		 i, high;
+	int64_t			 id, exp;
+	int			 empty;
+
+	high = atomic_load(&qr_shm->shm_hdr->sh_accts_high);
+	if (high > rf_nslots)
+		high = rf_nslots;
+	if (db_begin(rf_db, __func__) == -1)
+		return;
+	for (i = 0; i < high; i++) {
+		a = &qr_shm->shm_accts[i];
+		if (atomic_load(&a->sa_state) == ACCT_EMPTY ||
+		    rf_slot_peek(a, &id, &exp, &empty) == -1)
+			continue;
+		shm_acct_counters(a, &ac);
+		(void)db_account_set_live(rf_db, id,
+		    atomic_load(&a->sa_cooldown_until), &ac);
+	}
+	(void)db_commit(rf_db, __func__);
 }
 
 /* End the transaction rf_health opened, if it did. */
@@ -2019,6 +2050,7 @@ refresher_main(struct config *cf, int slot, int lifeline_fd)
 			next_scan = 0;
 	}
 	rf_abort_all();
+	rf_persist_all();
 	curl_multi_cleanup(rf_multi);
 	db_close(rf_db);
 	free(rf_slots);
