@@ -311,8 +311,9 @@ prepare_storage(struct config *c, int print_password)
 /*
  * Keys, accounts and the pool settings are rebuilt from SQLite, the
  * durable truth: at start, before the first fork, and on SIGUSR2
- * (qrelayctl changed the database) and SIGHUP. The refresher is woken to renew what the
- * reload brought in (new accounts, qrelayctl account refresh).
+ * (qrelayctl changed the database) and SIGHUP. The refresher is woken
+ * to renew what the reload brought in (new accounts, qrelayctl account
+ * refresh).
  */
 static void
 master_reload_tables(void)

@@ -1,9 +1,11 @@
 /*
  * shm.c - the shared table: one anonymous shared mapping the master
  * creates before the first fork, so every child inherits it at the same
- * address. It holds a header, one slot per process (counters), the
- * account slots (access tokens the refresher publishes) and the client
- * API key slots (hashes only).
+ * address. It holds a header (with the pool settings), one slot per
+ * process (counters), the account slots (access tokens the refresher
+ * publishes; caps, health, usage and counters of the pool), the client
+ * API key slots (hashes only), the pool's stickiness table and weighted
+ * table (pool.c), and the jobs workers hand to the refresher.
  *
  * The slots are plain data, padded to cache lines, with no pointers.
  * Concurrency, after Apache's scoreboard and Linux's seqlock.h:
@@ -17,7 +19,8 @@
  *    reader copies the slot between two reads of it, retrying a bounded
  *    number of times (a writer that died mid-write leaves it odd until
  *    the next locker repairs it, so an unbounded loop could spin for
- *    ever).
+ *    ever). A key lookup that gives up on a slot waits for its writer on
+ *    the lock instead, since missing a live key would refuse a client.
  *
  * The master calls shm_recover() after reaping a child, so a slot the
  * child left half-written is repaired at once, not at the next write.
