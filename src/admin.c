@@ -168,8 +168,9 @@ admin_origin_ok(struct conn *c)
 	    host->h_value_len);
 }
 
+/* 1 when the request's media type (parameters aside) is type. */
 static int
-admin_is_json(struct conn *c)
+admin_ctype_is(struct conn *c, const char *type)
 {
 	const struct http_hdr	*h;
 	size_t			 n;
@@ -179,7 +180,7 @@ admin_is_json(struct conn *c)
 	for (n = 0; n < h->h_value_len && h->h_value[n] != ';' &&
 	    h->h_value[n] != ' ' && h->h_value[n] != '\t'; n++)
 		;
-	return strcaseeq_n(h->h_value, n, "application/json");
+	return strcaseeq_n(h->h_value, n, type);
 }
 
 /* The request body as a JSON object, or NULL after answering 400. */
@@ -1692,20 +1693,6 @@ admin_scrub_tree(struct json_object *o)
 	}
 }
 
-static int
-admin_is_text(struct conn *c)
-{
-	const struct http_hdr	*h;
-	size_t			 n;
-
-	if ((h = http_header(c->co_req, "content-type")) == NULL)
-		return 0;
-	for (n = 0; n < h->h_value_len && h->h_value[n] != ';' &&
-	    h->h_value[n] != ' ' && h->h_value[n] != '\t'; n++)
-		;
-	return strcaseeq_n(h->h_value, n, "text/plain");
-}
-
 static void
 admin_accounts_feed(struct admin_req *ar)
 {
@@ -1717,7 +1704,7 @@ admin_accounts_feed(struct admin_req *ar)
 	int			 idx, any = 0;
 
 	buf_init(&lines);
-	if (admin_is_text(c)) {
+	if (admin_ctype_is(c, "text/plain")) {
 		if (buf_append(&lines, buf_unread(&c->co_body),
 		    buf_unread_len(&c->co_body)) == -1) {
 			admin_oom(c);
@@ -2159,7 +2146,8 @@ admin_gate(struct conn *c)
 		c->co_body_max = ADMIN_LOGIN_BODY_MAX;
 	}
 	if ((rq->rq_content_length > 0 || rq->rq_chunked) &&
-	    !admin_is_json(c) && !(ap->ap_text && admin_is_text(c))) {
+	    !admin_ctype_is(c, "application/json") &&
+	    !(ap->ap_text && admin_ctype_is(c, "text/plain"))) {
 		router_error_hdr(c, 415, "unsupported_media_type",
 		    ap->ap_text ? "the body must be application/json or "
 		    "text/plain" : "the body must be application/json", NULL);
