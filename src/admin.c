@@ -1568,42 +1568,6 @@ admin_job_tick(struct conn *c)
 	conn_kick(c);
 }
 
-/* Write the feed's lines to the job's input file (0600). */
-static int
-admin_feed_write(const struct shm_job *j, const struct buf *b)
-{
-	char	 path[PATH_MAX];
-	size_t	 off = 0;
-	ssize_t	 n;
-	int	 fd;
-
-	if (shm_job_path(admin_db_path(), j->sj_id, "in", path,
-	    sizeof(path)) == -1)
-		return -1;
-	/* O_EXCL: the id is new, so a file already there is not ours */
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-	    O_CLOEXEC, 0600)) == -1) {
-		log_warn("%s: %s", __func__, path);
-		return -1;
-	}
-	while (off < b->b_len) {
-		if ((n = write(fd, b->b_data + off, b->b_len - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			log_warn("%s: %s", __func__, path);
-			close(fd);
-			(void)unlink(path);
-			return -1;
-		}
-		off += (size_t)n;
-	}
-	if (close(fd) == -1) {
-		(void)unlink(path);
-		return -1;
-	}
-	return 0;
-}
-
 /* The lines of a JSON feed body: {"lines":[string|object...]} or
  * {"text":"..."}. 0, or -1 after answering 400. */
 static int
@@ -1728,7 +1692,8 @@ admin_accounts_feed(struct admin_req *ar)
 	}
 	if ((idx = admin_job_claim(c, SJK_FEED)) == -1)
 		goto done;
-	if (admin_feed_write(&qr_shm->shm_jobs[idx], &lines) == -1) {
+	if (shm_job_write(admin_db_path(), qr_shm->shm_jobs[idx].sj_id, "in",
+	    lines.b_data != NULL ? lines.b_data : "", lines.b_len) == -1) {
 		admin_job_release(idx);
 		router_error_hdr(c, 500, "internal_error", "cannot store the "
 		    "feed for the refresher", NULL);

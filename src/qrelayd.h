@@ -510,6 +510,10 @@ int	 shm_job_find(struct shm *, const char *id);	/* index, -1 */
 /* The file of job id next to the database: <dbdir>/job-<id>.<what> */
 int	 shm_job_path(const char *db_path, const char *id, const char *what,
 	    char *out, size_t);
+/* Write that file whole (a temporary, then rename), mode 0600, never
+ * over a file already there: 0, or -1 logged. */
+int	 shm_job_write(const char *db_path, const char *id, const char *what,
+	    const void *data, size_t len);
 struct shm_proc *shm_proc_self(void);	/* this process's slot, or a dummy */
 void	 shm_proc_set_self(int slot);
 

@@ -1121,37 +1121,8 @@ rf_job_end(int j, int st, const char *error)
 static int
 rf_job_write(int j, const char *what, const char *data, size_t len)
 {
-	char	 path[PATH_MAX], tmp[PATH_MAX + 8];
-	ssize_t	 w;
-	size_t	 off = 0;
-	int	 fd;
-
-	rf_job_path(j, what, path, sizeof(path));
-	if (path[0] == '\0')
-		return -1;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
-	    O_CLOEXEC, 0600)) == -1) {
-		log_warn("%s: %s", __func__, tmp);
-		return -1;
-	}
-	while (off < len) {
-		if ((w = write(fd, data + off, len - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			log_warn("%s: %s", __func__, tmp);
-			close(fd);
-			unlink(tmp);
-			return -1;
-		}
-		off += (size_t)w;
-	}
-	if (close(fd) == -1 || rename(tmp, path) == -1) {
-		log_warn("%s: %s", __func__, path);
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
+	return shm_job_write(rf_cf->cf_db_path, qr_shm->shm_jobs[j].sj_id,
+	    what, data, len);
 }
 
 static void
@@ -1733,7 +1704,8 @@ rf_job_free(int j, int64_t now)
 static void
 rf_job_sweep(void)
 {
-	static const char *const whats[] = { "in", "out", "out.tmp", NULL };
+	static const char *const whats[] = { "in", "in.tmp", "out", "out.tmp",
+		NULL };
 	const char	*db = rf_cf->cf_db_path, *slash, *name;
 	char		 dir[PATH_MAX], id[37], path[PATH_MAX];
 	struct dirent	*de;

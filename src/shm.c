@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -471,6 +472,45 @@ shm_job_path(const char *db_path, const char *id, const char *what,
 		    db_path, id, what);
 	}
 	return n < 0 || (size_t)n >= outsz ? -1 : 0;
+}
+
+int
+shm_job_write(const char *db_path, const char *id, const char *what,
+    const void *data, size_t len)
+{
+	char	 path[PATH_MAX], tmp[PATH_MAX + 8];
+	ssize_t	 w;
+	size_t	 off = 0;
+	int	 fd;
+
+	if (shm_job_path(db_path, id, what, path, sizeof(path)) == -1)
+		return -1;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	/* O_EXCL: the id is new, so a file already there is not ours */
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) == -1) {
+		log_warn("%s: %s", __func__, tmp);
+		return -1;
+	}
+	while (off < len) {
+		if ((w = write(fd, (const char *)data + off, len - off)) ==
+		    -1) {
+			if (errno == EINTR)
+				continue;
+			log_warn("%s: %s", __func__, tmp);
+			close(fd);
+			unlink(tmp);
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	/* whole or not at all: the reader never sees half a file */
+	if (close(fd) == -1 || rename(tmp, path) == -1) {
+		log_warn("%s: %s", __func__, path);
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
 }
 
 static uint32_t
