@@ -476,15 +476,7 @@ rf_account_to_shm(int64_t id, const char *tok, int64_t expires,
 		return -1;
 	if (db_account_get(rf_db, id, a) != 1)
 		goto done;
-	memset(&m, 0, sizeof(m));
-	m.am_id = a->a_id;
-	m.am_state = a->a_enabled ? ACCT_ENABLED : ACCT_DISABLED;
-	m.am_label = a->a_label;
-	m.am_region = a->a_region;
-	m.am_profile_arn = a->a_profile_arn;
-	m.am_proxy = a->a_proxy;
-	m.am_max_inflight = a->a_max_inflight;
-	m.am_rpm = a->a_rpm;
+	db_account_meta(a, &m);
 	if ((slot = shm_acct_put(qr_shm, &m, NULL, 0)) == -1) {
 		log_warnx("account %lld: no free account slot (max_accounts)",
 		    (long long)id);
